@@ -1,0 +1,125 @@
+import path from 'node:path';
+import Router from '@koa/router';
+import Koa, { type Context } from 'koa';
+import serve from 'koa-static';
+import { readBody } from './body';
+import type { Config } from './config';
+import type { Downloader } from './downloader/downloader';
+import { toStatusView } from './entry';
+import { AppError, notFound } from './errors';
+import type { Logger } from './logger';
+import { listFolders, packageRoot } from './paths';
+import type { AddRequest, AddResult, Entry, StatusView } from './protocol';
+import { checkHost, checkOrigin, checkToken } from './security';
+import type { StatusStore } from './status-store';
+
+export interface AppDeps {
+  config: Readonly<Config>;
+  store: StatusStore;
+  downloader: Downloader;
+  log: Logger;
+  /** Folder of the page. @default <repo>/static */
+  staticDir?: string;
+}
+
+const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Paths open without API_TOKEN: the page itself and the health check. */
+const isOpenPath = (p: string): boolean => p === '/healthz' || !(p === '/status' || p.startsWith('/api/') || p === '/clear_completed' || p === '/download' || p === '/ws');
+
+/** Answers of `POST /api/downloads` (and `POST /download`): the same everywhere. */
+export function addAnswer(ctx: Context, result: AddResult): void {
+  if (result.outcome === 'already_exists') {
+    ctx.status = 200;
+    ctx.body = { status: 'already_exists', download: result.download };
+  } else {
+    ctx.status = 202;
+    ctx.body = { download: result.download };
+  }
+}
+
+/** Builds the Koa app: routes, security checks and the one error middleware. Does not listen. */
+export function createApp(deps: AppDeps): Koa {
+  const { config, store, downloader, log } = deps;
+  const app = new Koa();
+  app.proxy = false;
+  app.silent = true;
+
+  // One place turns every failure into {error:{code,message}}.
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw notFound('NOT_FOUND', `No route for ${ctx.method} ${ctx.path}`);
+    } catch (err) {
+      const e = err as Error & { download?: Entry; expose?: boolean; status?: number; statusCode?: number };
+      const status = e instanceof AppError ? e.status : (e.status ?? e.statusCode ?? 500);
+      ctx.status = status;
+      const code = e instanceof AppError ? e.code : status >= 500 ? 'INTERNAL' : `HTTP_${status}`;
+      const message = e instanceof AppError || (e.expose && status < 500) ? e.message : 'Internal error; see the server log';
+      ctx.body = { error: { code, message }, ...(e.download ? { download: e.download } : {}) };
+      if (status >= 500) log.error(`${ctx.method} ${ctx.path}: ${e.stack ?? String(e)}`);
+    }
+  });
+
+  app.use(async (ctx, next) => {
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Referrer-Policy', 'no-referrer');
+    const refusal =
+      checkHost(ctx.req, config) ??
+      (STATE_CHANGING.has(ctx.method) ? checkOrigin(ctx.req, config) : undefined) ??
+      (isOpenPath(ctx.path) ? undefined : checkToken(ctx.req, config, false));
+    if (refusal) throw refusal;
+    await next();
+  });
+
+  const router = new Router();
+  const list = (): Entry[] => store.all();
+
+  router.get('/healthz', (ctx) => {
+    ctx.body = { ok: true };
+  });
+
+  router.get('/status', (ctx) => {
+    const out: Record<string, StatusView> = {};
+    for (const e of list()) out[e.dest] = toStatusView(e);
+    ctx.body = out;
+  });
+
+  router.post('/clear_completed', (ctx) => {
+    ctx.body = { status: 'cleared', removed_count: downloader.clearCompleted() };
+  });
+
+  router.get('/api/downloads', (ctx) => {
+    ctx.body = { downloads: list() };
+  });
+
+  router.post('/api/downloads', async (ctx) => {
+    const body = await readBody(ctx);
+    addAnswer(ctx, downloader.add(body as unknown as AddRequest));
+  });
+
+  router.get('/api/downloads/:id', (ctx) => {
+    const download = store.getById(ctx.params.id!);
+    if (!download) throw notFound('NOT_FOUND', `No download with id \`${ctx.params.id}\``);
+    ctx.body = { download };
+  });
+
+  const commands = { pause: 'pause', resume: 'resume', cancel: 'cancel', retry: 'retry' } as const;
+  for (const action of Object.keys(commands) as Array<keyof typeof commands>) {
+    router.post(`/api/downloads/:id/${action}`, (ctx) => {
+      ctx.body = { download: downloader[action](ctx.params.id!) };
+    });
+  }
+
+  router.delete('/api/downloads/:id', (ctx) => {
+    ctx.body = { download: downloader.remove(ctx.params.id!) };
+  });
+
+  router.get('/api/folders', (ctx) => {
+    ctx.body = { folders: listFolders(config.modelsDir) };
+  });
+
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: false }));
+  app.use(serve(deps.staticDir ?? path.join(packageRoot(), 'static'), { index: 'index.html' }));
+  return app;
+}

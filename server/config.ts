@@ -1,0 +1,117 @@
+import path from 'node:path';
+
+/** Options of the service, read from the environment (../shared/CONTRACT.md, "Configuration"). */
+export interface Config {
+  /** @default 8866 (0 = any free port) */
+  port: number;
+  /** @default '127.0.0.1' */
+  host: string;
+  /** Absolute root of the ComfyUI models tree. @default './models' */
+  modelsDir: string;
+  /** @default './.download_status.json' */
+  statusFile: string;
+  /** @default './model_configs.json' */
+  catalogFile: string;
+  /** Downloads transferring at once. @default 3 */
+  maxConcurrent: number;
+  /** HTTP connections one download may use. @default 4 */
+  connections: number;
+  /** When set, every API call and WebSocket needs it. */
+  apiToken?: string;
+  /** Extra browser origins allowed besides the server's own. */
+  allowedOrigins: readonly string[];
+  hfToken?: string;
+  civitaiToken?: string;
+  /** @default 'https://huggingface.co' */
+  hfEndpoint: string;
+  /** @default 'https://civitai.com' */
+  civitaiEndpoint: string;
+  /** Finished entries older than this are dropped. @default 24 */
+  retentionHours: number;
+  /** An active entry with no progress for this long is marked `error` (`STALE`). @default 10 */
+  staleMinutes: number;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG';
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw.trim());
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`Expected ${name} to be an integer ${min}–${max}, got \`${raw}\``);
+  }
+  return value;
+}
+
+function positive(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw.trim());
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new ConfigError(`Expected ${name} to be a number > 0, got \`${raw}\``);
+  }
+  return value;
+}
+
+function baseUrl(env: Env, name: string, fallback: string): string {
+  const raw = env[name]?.trim() || fallback;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`Expected ${name} to be an http(s) URL, got \`${raw}\``);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`Expected ${name} to be an http(s) URL, got \`${raw}\``);
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value ? value : undefined;
+}
+
+/**
+ * Environment → validated, frozen options. Throws ConfigError with a message that names the
+ * variable, what was expected and what came. Relative paths resolve against `cwd`.
+ */
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Readonly<Config> {
+  const origins = (env.ALLOWED_ORIGINS ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean)
+    .map((o) => {
+      try {
+        return new URL(o).origin;
+      } catch {
+        throw new ConfigError(`Expected ALLOWED_ORIGINS to be a comma-separated list of origins like https://example.com, got \`${o}\``);
+      }
+    });
+  const config: Config = {
+    port: integer(env, 'PORT', 8866, 0, 65535),
+    host: optional(env, 'HOST') ?? '127.0.0.1',
+    modelsDir: path.resolve(cwd, optional(env, 'MODELS_DIR') ?? './models'),
+    statusFile: path.resolve(cwd, optional(env, 'STATUS_FILE') ?? './.download_status.json'),
+    catalogFile: path.resolve(cwd, optional(env, 'CATALOG_FILE') ?? './model_configs.json'),
+    maxConcurrent: integer(env, 'MAX_CONCURRENT', 3, 1, 64),
+    connections: integer(env, 'CONNECTIONS', 4, 1, 32),
+    allowedOrigins: Object.freeze(origins),
+    hfEndpoint: baseUrl(env, 'HF_ENDPOINT', 'https://huggingface.co'),
+    civitaiEndpoint: baseUrl(env, 'CIVITAI_ENDPOINT', 'https://civitai.com'),
+    retentionHours: positive(env, 'RETENTION_HOURS', 24),
+    staleMinutes: positive(env, 'STALE_MINUTES', 10),
+  };
+  const apiToken = optional(env, 'API_TOKEN');
+  if (apiToken) config.apiToken = apiToken;
+  const hfToken = optional(env, 'HF_TOKEN');
+  if (hfToken) config.hfToken = hfToken;
+  const civitaiToken = optional(env, 'CIVITAI_TOKEN');
+  if (civitaiToken) config.civitaiToken = civitaiToken;
+  return Object.freeze(config);
+}

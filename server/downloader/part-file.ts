@@ -1,0 +1,96 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+
+/**
+ * What we know about a `.part` file, kept beside it as `<dest>.part.json` so a resume after a
+ * restart can ask for the same version of the file (If-Range) and knows its source.
+ */
+export interface PartMeta {
+  /** Source URL without credentials. */
+  url: string;
+  etag?: string;
+  lastModified?: string;
+  fileSize: number | null;
+}
+
+export const partPath = (abs: string): string => `${abs}.part`;
+export const metaPath = (abs: string): string => `${abs}.part.json`;
+
+export async function readMeta(abs: string): Promise<PartMeta | undefined> {
+  try {
+    const data = JSON.parse(await fs.readFile(metaPath(abs), 'utf8')) as PartMeta;
+    return typeof data.url === 'string' ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writeMeta(abs: string, meta: PartMeta): Promise<void> {
+  await writeFileAtomic(metaPath(abs), JSON.stringify(meta) + '\n');
+}
+
+/** Bytes already in the `.part` file, 0 when there is none. */
+export async function partSize(abs: string): Promise<number> {
+  try {
+    return (await fs.stat(partPath(abs))).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Removes the `.part` file and its metadata (cancel, or a download that must start over). */
+export async function removePart(abs: string): Promise<void> {
+  await fs.rm(partPath(abs), { force: true });
+  await fs.rm(metaPath(abs), { force: true });
+}
+
+/** sha256 of a file, reporting progress; used when the bytes did not all arrive in order in one run. */
+export async function hashFile(file: string, onProgress: (bytes: number) => void, signal?: AbortSignal): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  const handle = await fs.open(file, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(4 * 1024 * 1024);
+    let position = 0;
+    let lastReport = 0;
+    for (;;) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+      if (Date.now() - lastReport > 250) {
+        lastReport = Date.now();
+        onProgress(position);
+      }
+    }
+    onProgress(position);
+    return hash.digest('hex');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Makes the finished `.part` durable and moves it to its final name, replacing any old file. */
+export async function commitPart(abs: string): Promise<void> {
+  const handle = await fs.open(partPath(abs), 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(partPath(abs), abs);
+  await fs.rm(metaPath(abs), { force: true });
+  // fsync the folder so the rename itself survives a power cut.
+  try {
+    const dir = await fs.open(path.dirname(abs), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  } catch {
+    // Some filesystems refuse fsync on a directory; the data itself is already durable.
+  }
+}

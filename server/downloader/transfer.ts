@@ -1,0 +1,217 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { AppError, errnoOf } from '../errors';
+import { redactUrl } from '../url-policy';
+import { openStream, networkError, type HeadersFor } from './http-client';
+import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
+import { isRetryableStatus, parseRetryAfter } from './retry-delay';
+import { describeHttpError } from './http-errors';
+
+/** What carries over between the attempts of one run of a download. */
+export interface TransferState {
+  /** sha256 of the bytes 0…hashedBytes, when they all came through this process in order. */
+  hash?: crypto.Hash;
+  hashedBytes: number;
+  /** Bytes this run received in all its attempts (to tell progress from a stuck retry loop). */
+  received: number;
+}
+
+export interface AttemptOptions {
+  /** The source URL, credentials included: lives in memory only. */
+  url: URL;
+  /** Final path; bytes go to `<abs>.part`. */
+  abs: string;
+  headersFor?: HeadersFor;
+  signal: AbortSignal;
+  /** Abort an attempt when no byte arrives for this long. */
+  stallMs: number;
+  progressIntervalMs: number;
+  /** Hash while streaming (an expected sha256 is known). */
+  wantHash: boolean;
+  state: TransferState;
+  /** Headers arrived and bytes are about to flow from `offset`. */
+  onStart(offset: number, total: number | null): void;
+  onProgress(downloaded: number, total: number | null): void;
+  log?: (message: string) => void;
+}
+
+export interface AttemptResult {
+  /** Bytes in the finished `.part`. */
+  size: number;
+  /** The server's total, when it said. */
+  total: number | null;
+}
+
+/** A `Content-Range: bytes a-b/total` header, parsed. */
+function parseContentRange(value: string | undefined): { start: number; total: number | null } | undefined {
+  const m = /^bytes\s+(?:(\d+)-\d+|\*)\/(\d+|\*)$/i.exec(value?.trim() ?? '');
+  if (!m) return undefined;
+  return { start: m[1] === undefined ? -1 : Number(m[1]), total: m[2] === '*' ? null : Number(m[2]) };
+}
+
+const isStrongEtag = (etag: string | undefined): etag is string => !!etag && !etag.startsWith('W/');
+
+/**
+ * One attempt at moving the rest of a file into its `.part`: asks for the bytes after those on
+ * disk (Range, with If-Range so a changed file is never spliced onto an old one), and appends them.
+ * Resolves when the `.part` holds the whole file; throws an AppError (retryable or not) otherwise.
+ */
+export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult> {
+  const part = partPath(o.abs);
+  const storedUrl = redactUrl(o.url);
+  await fsp.mkdir(path.dirname(o.abs), { recursive: true }).catch((err: unknown) => {
+    throw diskError(err, o.abs);
+  });
+
+  let offset = await partSize(o.abs);
+  const meta = offset > 0 ? await readMeta(o.abs) : undefined;
+  if (offset > 0 && (!meta || meta.url !== storedUrl || (meta.fileSize !== null && offset > meta.fileSize))) {
+    o.log?.(`${path.basename(o.abs)}: the partial file does not belong to this source; starting over`);
+    await removePart(o.abs);
+    offset = 0;
+  }
+
+  const headers: Record<string, string> = {};
+  if (offset > 0) {
+    headers.Range = `bytes=${offset}-`;
+    const validator = isStrongEtag(meta?.etag) ? meta.etag : meta?.lastModified;
+    if (validator) headers['If-Range'] = validator;
+  }
+
+  // Our own controller: the caller's signal (pause, cancel, shutdown) or a stall aborts it.
+  const local = new AbortController();
+  const onOuterAbort = (): void => local.abort(o.signal.reason);
+  o.signal.addEventListener('abort', onOuterAbort, { once: true });
+  let lastData = Date.now();
+  let stalled = false;
+  const stallTimer = setInterval(() => {
+    if (Date.now() - lastData > o.stallMs) {
+      stalled = true;
+      local.abort(new AppError('STALLED', `no data arrived for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
+    }
+  }, Math.max(50, Math.min(1000, o.stallMs / 4)));
+
+  try {
+    const res = await openStream(o.url, { headers, headersFor: o.headersFor, signal: local.signal });
+    const host = res.url.host;
+    let total: number | null = null;
+    const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;
+
+    if (res.status === 206) {
+      const range = parseContentRange(res.headers['content-range']);
+      if (!range || range.start !== offset) {
+        res.body.destroy();
+        await removePart(o.abs);
+        throw new AppError('BAD_RANGE', `${host} answered a different range than asked for; starting over`, { retryable: true });
+      }
+      total = range.total;
+    } else if (res.status === 200) {
+      if (offset > 0) {
+        // The server ignored Range, or If-Range said the file changed: never append to the old bytes.
+        o.log?.(`${path.basename(o.abs)}: ${host} sent the whole file instead of a range; starting over from 0`);
+        offset = 0;
+      }
+      total = contentLength !== null && Number.isFinite(contentLength) ? contentLength : null;
+    } else if (res.status === 416) {
+      res.body.destroy();
+      const range = parseContentRange(res.headers['content-range']);
+      if (offset > 0 && range?.total === offset) return { size: offset, total: offset }; // already complete
+      await removePart(o.abs);
+      throw new AppError('RANGE_NOT_SATISFIABLE', `${host} could not serve the rest of the file; starting over`, { retryable: true });
+    } else {
+      res.body.destroy();
+      const retryAfter = parseRetryAfter(res.headers['retry-after']);
+      throw new AppError(`HTTP_${res.status}`, describeHttpError(res.status, res.url), {
+        retryable: isRetryableStatus(res.status),
+        ...(retryAfter === undefined ? {} : { retryAfter }),
+      });
+    }
+
+    await writeMeta(o.abs, {
+      url: storedUrl,
+      ...(res.headers.etag ? { etag: res.headers.etag } : {}),
+      ...(res.headers['last-modified'] ? { lastModified: res.headers['last-modified'] } : {}),
+      fileSize: total,
+    }).catch((err: unknown) => {
+      throw diskError(err, o.abs);
+    });
+
+    if (offset === 0) {
+      o.state.hash = o.wantHash ? crypto.createHash('sha256') : undefined;
+      o.state.hashedBytes = 0;
+    } else if (o.state.hash && o.state.hashedBytes !== offset) {
+      o.state.hash = undefined; // the bytes on disk are not the ones hashed: verify after the transfer
+    }
+    const hash = o.state.hash;
+
+    o.onStart(offset, total);
+    let received = 0;
+    let lastReport = 0;
+    res.body.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      hash?.update(chunk);
+      const now = Date.now();
+      lastData = now;
+      if (now - lastReport >= o.progressIntervalMs) {
+        lastReport = now;
+        o.onProgress(offset + received, total);
+      }
+    });
+    const file = fs.createWriteStream(part, { flags: offset > 0 ? 'r+' : 'w', start: offset, highWaterMark: 1 << 20 });
+    try {
+      await pipeline(res.body, file, { signal: local.signal });
+    } finally {
+      o.state.received += received;
+      if (hash) o.state.hashedBytes += received;
+    }
+    const size = offset + received;
+    o.onProgress(size, total);
+    if (total !== null && size < total) {
+      throw new AppError('INCOMPLETE', `${host} closed the connection after ${size} of ${total} bytes`, { retryable: true });
+    }
+    if (total !== null && size > total) {
+      await removePart(o.abs);
+      throw new AppError('SIZE_MISMATCH', `${host} sent ${size} bytes but announced ${total}`, { retryable: true });
+    }
+    return { size, total };
+  } catch (err) {
+    if (o.signal.aborted) throw o.signal.reason ?? err;
+    if (stalled) throw local.signal.reason;
+    if (err instanceof AppError) throw err;
+    const errno = errnoOf(err);
+    if (errno && DISK_ERRNOS.has(errno)) throw await describeDiskError(err, o.abs);
+    throw networkError(err, o.url);
+  } finally {
+    clearInterval(stallTimer);
+    o.signal.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EIO', 'EFBIG']);
+
+function diskError(err: unknown, abs: string): AppError {
+  const errno = errnoOf(err) ?? 'EIO';
+  return new AppError(errno, `cannot write ${path.basename(abs)}: ${(err as Error).message}`, { cause: err });
+}
+
+/** A disk failure, with the free space when the disk is full. Not retried: it needs a person. */
+async function describeDiskError(err: unknown, abs: string): Promise<AppError> {
+  const errno = errnoOf(err) ?? 'EIO';
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    let free = '';
+    try {
+      const s = await fsp.statfs(path.dirname(abs));
+      free = `: ${s.bavail * s.bsize} bytes free`;
+    } catch {
+      // statfs unavailable: the plain message will do
+    }
+    return new AppError(errno, `disk full${free}; the partial file is kept, free some space and press retry`, { cause: err });
+  }
+  if (errno === 'EROFS' || errno === 'EACCES' || errno === 'EPERM') {
+    return new AppError(errno, `cannot write to ${path.dirname(abs)}: permission denied or read-only`, { cause: err });
+  }
+  return diskError(err, abs);
+}

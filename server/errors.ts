@@ -1,0 +1,43 @@
+/**
+ * One error base with a stable `code` (like got's RequestError and ws's WS_ERR_* codes).
+ * HTTP-facing errors carry `status`; the error middleware turns them into `{error:{code,message}}`.
+ */
+export class AppError extends Error {
+  readonly code: string;
+  /** HTTP status when this error answers a request. */
+  readonly status: number;
+  /** Whether a download that failed with it may be retried automatically. */
+  readonly retryable: boolean;
+  /** Seconds the server asked us to wait (Retry-After), when it did. */
+  readonly retryAfter?: number;
+
+  constructor(
+    code: string,
+    message: string,
+    options: { status?: number; cause?: unknown; retryable?: boolean; retryAfter?: number } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = options.status ?? 500;
+    this.retryable = options.retryable ?? false;
+    if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
+  }
+
+  toJSON(): { code: string; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export const badRequest = (code: string, message: string): AppError => new AppError(code, message, { status: 400 });
+export const notFound = (code: string, message: string): AppError => new AppError(code, message, { status: 404 });
+export const conflict = (code: string, message: string): AppError => new AppError(code, message, { status: 409 });
+
+/** The system errno of an error or its causes (`ECONNRESET`, `ENOSPC`), if any. */
+export function errnoOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z0-9_]+$/.test(code)) return code;
+  }
+  return undefined;
+}

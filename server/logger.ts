@@ -1,0 +1,14 @@
+/** A small logger: tests pass a silent or capturing one, main.ts the console. */
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export const consoleLogger: Logger = {
+  info: (m) => console.log(`${new Date().toISOString()} ${m}`),
+  warn: (m) => console.warn(`${new Date().toISOString()} warning: ${m}`),
+  error: (m) => console.error(`${new Date().toISOString()} error: ${m}`),
+};
+
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };

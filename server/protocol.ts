@@ -1,0 +1,136 @@
+/**
+ * The wire protocol: one source of truth for the server, the page and bots.
+ * The browser client imports these with `import type`, so nothing here may have runtime code.
+ * See ../shared/CONTRACT.md ("The download entry", "WebSocket /ws").
+ */
+
+export type DownloadStatus =
+  | 'queued'
+  | 'starting'
+  | 'downloading'
+  | 'paused'
+  | 'verifying'
+  | 'completed'
+  | 'error'
+  | 'cancelled';
+
+/** States in which a download holds (or waits for) a transfer slot. */
+export const ACTIVE_STATUSES: readonly DownloadStatus[] = ['queued', 'starting', 'downloading', 'verifying'];
+/** States that end a download; such entries may be cleared. */
+export const FINISHED_STATUSES: readonly DownloadStatus[] = ['completed', 'error', 'cancelled'];
+
+export interface ErrorInfo {
+  /** Stable machine code, e.g. `HTTP_401`, `STALE`, `ENOSPC`, `SHA256_MISMATCH`. */
+  code: string;
+  /** What happened and, where it helps, what to do. */
+  message: string;
+}
+
+/** One download, keyed by `dest`. The same object in the status file, the API and the WebSocket. */
+export interface Entry {
+  id: string;
+  /** Destination relative to MODELS_DIR, with `/` separators, e.g. `loras/foo.safetensors`. */
+  dest: string;
+  folder: string;
+  filename: string;
+  /** Source URL with any credential removed. */
+  url: string;
+  status: DownloadStatus;
+  /** 0–100 */
+  progress: number;
+  /** Bytes on disk for this destination. */
+  downloaded: number;
+  file_size: number | null;
+  /** Bytes/s, smoothed over the last seconds; 0 when not transferring. */
+  speed: number;
+  /** Seconds left; null while unknown. */
+  eta: number | null;
+  start_time: number;
+  timestamp: number;
+  completion_time?: number;
+  error?: ErrorInfo;
+  sha256?: string;
+  attempts: number;
+}
+
+/** `GET /status` adds the seed's display fields to each entry. */
+export interface StatusView extends Entry {
+  file_size_mb: number | null;
+  downloaded_mb: number;
+  speed_mb: number;
+  eta_minutes: number | null;
+}
+
+// ---- WebSocket: server → client -------------------------------------------------------------
+
+export interface SnapshotMessage {
+  type: 'snapshot';
+  seq: number;
+  downloads: Entry[];
+}
+export interface UpdateMessage {
+  type: 'update';
+  seq: number;
+  download: Entry;
+}
+export interface RemovedMessage {
+  type: 'removed';
+  seq: number;
+  id: string;
+  dest: string;
+}
+export interface AckMessage {
+  type: 'ack';
+  request_id: string | null;
+  /** For `start`: whether a transfer began or the file was already there. */
+  status?: 'started' | 'already_exists';
+  download?: Entry;
+  removed_count?: number;
+}
+export interface ErrorMessage {
+  type: 'error';
+  request_id: string | null;
+  error: ErrorInfo;
+}
+export type ServerMessage = SnapshotMessage | UpdateMessage | RemovedMessage | AckMessage | ErrorMessage;
+
+// ---- WebSocket: client → server -------------------------------------------------------------
+
+export interface StartCommand {
+  type: 'start';
+  request_id?: string;
+  url: string;
+  folder: string;
+  filename?: string;
+  sha256?: string;
+  overwrite?: boolean;
+}
+export interface IdCommand {
+  type: 'pause' | 'resume' | 'cancel' | 'retry';
+  request_id?: string;
+  id: string;
+}
+export interface ClearCompletedCommand {
+  type: 'clear_completed';
+  request_id?: string;
+}
+export type ClientCommand = StartCommand | IdCommand | ClearCompletedCommand;
+
+// ---- HTTP ----------------------------------------------------------------------------------
+
+/** Body of `POST /api/downloads` (and the `start` command). */
+export interface AddRequest {
+  url: string;
+  folder: string;
+  filename?: string;
+  sha256?: string;
+  overwrite?: boolean;
+}
+export interface AddResult {
+  outcome: 'started' | 'already_exists';
+  download: Entry;
+}
+
+export interface ErrorBody {
+  error: ErrorInfo;
+}

@@ -1,0 +1,281 @@
+import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import chokidar, { type FSWatcher } from 'chokidar';
+import writeFileAtomic from 'write-file-atomic';
+import { parseEntry } from './entry';
+import type { Logger } from './logger';
+import type { Entry } from './protocol';
+
+export interface StatusStoreOptions {
+  file: string;
+  log: Logger;
+  /** Least time between two progress-only writes of the file. @default 250 */
+  writeIntervalMs?: number;
+  /** Watch the file for edits by other processes. @default true */
+  watch?: boolean;
+  /** Entries whose `dest` this refuses (one that would leave MODELS_DIR) are dropped on load. */
+  isValidDest?: (dest: string) => boolean;
+}
+
+export interface StoreEvents {
+  update: [Entry];
+  removed: [Entry];
+  /** The whole set was replaced (an external edit): subscribers need a fresh snapshot. */
+  reset: [];
+  /** The file was edited by another process; the entries it now holds. */
+  external: [Map<string, Entry>];
+}
+
+/** How a change reaches the file: state changes at once, progress at most every writeIntervalMs. */
+export type Urgency = 'now' | 'soon';
+
+/**
+ * Entries in memory, keyed by `dest`, and the status file that mirrors them. Every change bumps
+ * `seq` and emits `update`/`removed`; the file is rewritten atomically (write-file-atomic: temp file,
+ * fsync, rename), so a reader never sees it half-written.
+ */
+export class StatusStore extends EventEmitter<StoreEvents> {
+  readonly file: string;
+  private readonly log: Logger;
+  private readonly writeIntervalMs: number;
+  private readonly watchEnabled: boolean;
+  private readonly isValidDest: (dest: string) => boolean;
+  private readonly entries = new Map<string, Entry>();
+  private readonly byId = new Map<string, string>();
+  private seqValue = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private dirty = false;
+  private urgent = false;
+  private lastWriteAt = 0;
+  /** Hashes of our recent writes, so the watcher does not mistake them for external edits. */
+  private readonly ownWrites: string[] = [];
+  private watcher: FSWatcher | undefined;
+  private closed = false;
+
+  constructor(options: StatusStoreOptions) {
+    super();
+    this.file = options.file;
+    this.log = options.log;
+    this.writeIntervalMs = options.writeIntervalMs ?? 250;
+    this.watchEnabled = options.watch ?? true;
+    this.isValidDest = options.isValidDest ?? (() => true);
+  }
+
+  /** Increases with every change; the WebSocket `seq`. */
+  get seq(): number {
+    return this.seqValue;
+  }
+
+  all(): Entry[] {
+    return [...this.entries.values()];
+  }
+
+  get(dest: string): Entry | undefined {
+    return this.entries.get(dest);
+  }
+
+  getById(id: string): Entry | undefined {
+    const dest = this.byId.get(id);
+    return dest === undefined ? undefined : this.entries.get(dest);
+  }
+
+  /**
+   * Reads the file at start-up. A file that does not parse (or is not an object of entries) is
+   * renamed aside and logged; single bad entries are dropped and logged. Never throws for content.
+   */
+  async load(): Promise<Entry[]> {
+    const loaded = await this.readFile({ atStartup: true });
+    for (const e of loaded.values()) this.setEntry(e);
+    if (this.watchEnabled) await this.startWatching();
+    return this.all();
+  }
+
+  /** Adds or replaces the entry for `entry.dest` (synchronously: duplicate checks rely on it). */
+  put(entry: Entry, urgency: Urgency = 'now'): Entry {
+    this.setEntry(entry);
+    this.seqValue++;
+    this.emit('update', entry);
+    this.schedule(urgency);
+    return entry;
+  }
+
+  remove(dest: string): Entry | undefined {
+    const entry = this.entries.get(dest);
+    if (!entry) return undefined;
+    this.entries.delete(dest);
+    if (this.byId.get(entry.id) === dest) this.byId.delete(entry.id);
+    this.seqValue++;
+    this.emit('removed', entry);
+    this.schedule('now');
+    return entry;
+  }
+
+  /** Replaces every entry at once (external edits), then emits `reset`. */
+  replaceAll(entries: Iterable<Entry>): void {
+    this.entries.clear();
+    this.byId.clear();
+    for (const e of entries) this.setEntry(e);
+    this.seqValue++;
+    this.emit('reset');
+    this.schedule('now');
+  }
+
+  /** Writes pending changes now and waits for them to be on disk. */
+  async flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    while (this.writing || this.dirty) {
+      if (this.writing) await this.writing;
+      else await this.writeNow();
+    }
+  }
+
+  /** Flushes and stops watching. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.flush();
+    await this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  private setEntry(entry: Entry): void {
+    const previous = this.entries.get(entry.dest);
+    if (previous && previous.id !== entry.id) this.byId.delete(previous.id);
+    this.entries.set(entry.dest, entry);
+    this.byId.set(entry.id, entry.dest);
+  }
+
+  private schedule(urgency: Urgency): void {
+    this.dirty = true;
+    if (urgency === 'now') this.urgent = true;
+    if (this.writing) return; // the running write reschedules when it ends
+    const wait = this.urgent ? 0 : Math.max(0, this.lastWriteAt + this.writeIntervalMs - Date.now());
+    if (this.timer && !this.urgent) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.writeNow();
+    }, wait);
+  }
+
+  private writeNow(): Promise<void> {
+    if (this.writing) return this.writing;
+    this.dirty = false;
+    this.urgent = false;
+    const content = this.serialize();
+    this.rememberOwn(content);
+    this.lastWriteAt = Date.now();
+    this.writing = fs
+      .mkdir(path.dirname(this.file), { recursive: true })
+      .then(() => writeFileAtomic(this.file, content, { mode: 0o600 }))
+      .catch((err: unknown) => {
+        // A full disk must not take the server down: memory stays right and the next change retries.
+        this.log.error(`could not write the status file ${this.file}: ${(err as Error).message}`);
+      })
+      .finally(() => {
+        this.writing = undefined;
+        if (this.dirty && !this.closed) this.schedule(this.urgent ? 'now' : 'soon');
+      });
+    return this.writing;
+  }
+
+  private serialize(): string {
+    const obj: Record<string, Entry> = {};
+    for (const [dest, entry] of this.entries) obj[dest] = entry;
+    return JSON.stringify(obj, null, 2) + '\n';
+  }
+
+  private rememberOwn(content: string): void {
+    this.ownWrites.push(hash(content));
+    if (this.ownWrites.length > 8) this.ownWrites.shift();
+  }
+
+  private async readFile(options: { atStartup: boolean }): Promise<Map<string, Entry>> {
+    const result = new Map<string, Entry>();
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return result;
+      throw err;
+    }
+    let data: unknown;
+    try {
+      data = text.trim() === '' ? {} : JSON.parse(text);
+    } catch (err) {
+      if (options.atStartup) await this.keepAside(`it is not valid JSON (${(err as Error).message})`);
+      else this.log.warn(`ignored an edit of ${this.file}: it is not valid JSON (${(err as Error).message})`);
+      return result;
+    }
+    if (!data || typeof data !== 'object' || Array.isArray(data)) {
+      if (options.atStartup) await this.keepAside('it is not an object keyed by destination');
+      else this.log.warn(`ignored an edit of ${this.file}: it is not an object keyed by destination`);
+      return result;
+    }
+    const dropped: string[] = [];
+    for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
+      const entry = parseEntry(key, value);
+      if (typeof entry === 'string') dropped.push(`${key}: ${entry}`);
+      else if (!this.isValidDest(key)) dropped.push(`${key}: not a destination inside the models folder`);
+      else result.set(key, entry);
+    }
+    if (dropped.length > 0) {
+      this.log.warn(`dropped ${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} of ${this.file}: ${dropped.slice(0, 5).join('; ')}`);
+      if (options.atStartup) await this.copyAside('it had unusable entries');
+    }
+    return result;
+  }
+
+  private asidePath(): string {
+    return `${this.file}.bad-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  }
+
+  private async keepAside(reason: string): Promise<void> {
+    const aside = this.asidePath();
+    await fs.rename(this.file, aside);
+    this.log.warn(`the status file ${this.file} could not be used (${reason}); kept it as ${aside} and started with an empty one`);
+  }
+
+  private async copyAside(reason: string): Promise<void> {
+    const aside = this.asidePath();
+    await fs.copyFile(this.file, aside);
+    this.log.warn(`kept a copy of the status file as ${aside} (${reason})`);
+  }
+
+  private async startWatching(): Promise<void> {
+    await fs.mkdir(path.dirname(this.file), { recursive: true });
+    // Watch the exact path: write-file-atomic renames a temp file over it, and a folder watch
+    // would report those temp files too.
+    const watcher = chokidar.watch(this.file, { ignoreInitial: true, persistent: true });
+    this.watcher = watcher;
+    const onChange = (): void => {
+      void this.onFileChanged();
+    };
+    watcher.on('add', onChange).on('change', onChange);
+    watcher.on('error', (err) => this.log.warn(`watching ${this.file} failed: ${(err as Error).message}`));
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+  }
+
+  private async onFileChanged(): Promise<void> {
+    if (this.closed) return;
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch {
+      return; // removed between the event and the read: our next write recreates it
+    }
+    if (this.closed || this.ownWrites.includes(hash(text))) return;
+    const entries = await this.readFile({ atStartup: false });
+    if (this.closed) return;
+    this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
+    this.emit('external', entries);
+  }
+}
+
+const hash = (text: string): string => crypto.createHash('sha1').update(text).digest('hex');

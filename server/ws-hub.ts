@@ -1,0 +1,205 @@
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, WebSocket } from 'ws';
+import type { Config } from './config';
+import type { Downloader } from './downloader/downloader';
+import { AppError } from './errors';
+import type { Logger } from './logger';
+import type { AddRequest, ClientCommand, Entry, ServerMessage } from './protocol';
+import { checkHost, checkOrigin, checkToken } from './security';
+import type { StatusStore } from './status-store';
+
+export const MAX_WS_MESSAGE = 64 * 1024;
+
+export interface HubOptions {
+  config: Readonly<Config>;
+  store: StatusStore;
+  downloader: Downloader;
+  log: Logger;
+  /** Ping period; a peer that misses one pong is dropped. @default 30000 */
+  heartbeatMs?: number;
+  /** Bytes queued for a client beyond which its updates are coalesced. @default 256 KiB */
+  highWaterMark?: number;
+}
+
+interface Client {
+  ws: WebSocket;
+  alive: boolean;
+  /** Latest message per key (download id) waiting while the client is slow; bounded by the number of downloads. */
+  pending: Map<string, ServerMessage>;
+}
+
+/**
+ * The WebSocket fan-out: a full snapshot first, then updates with increasing `seq`. A slow reader
+ * is sent the latest state of each download, never an unbounded backlog.
+ */
+export class WsHub {
+  private readonly wss: WebSocketServer;
+  private readonly clients = new Set<Client>();
+  private readonly o: HubOptions & { heartbeatMs: number; highWaterMark: number };
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly removers: Array<() => void> = [];
+  private replySeq = 0;
+  private closed = false;
+
+  constructor(server: http.Server, options: HubOptions) {
+    this.o = { heartbeatMs: 30_000, highWaterMark: 256 * 1024, ...options };
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE, perMessageDeflate: false });
+    const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => this.upgrade(req, socket, head);
+    server.on('upgrade', onUpgrade);
+    this.removers.push(() => server.off('upgrade', onUpgrade));
+
+    const { store } = options;
+    const onUpdate = (e: Entry): void => this.broadcast(e.id, { type: 'update', seq: store.seq, download: e });
+    const onRemoved = (e: Entry): void => this.broadcast(e.id, { type: 'removed', seq: store.seq, id: e.id, dest: e.dest });
+    const onReset = (): void => {
+      for (const c of this.clients) this.sendSnapshot(c);
+    };
+    store.on('update', onUpdate).on('removed', onRemoved).on('reset', onReset);
+    this.removers.push(() => store.off('update', onUpdate).off('removed', onRemoved).off('reset', onReset));
+
+    this.heartbeat = setInterval(() => {
+      for (const c of this.clients) {
+        if (!c.alive) {
+          c.ws.terminate();
+          continue;
+        }
+        c.alive = false;
+        c.ws.ping();
+      }
+    }, this.o.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Closes every connection and stops listening for upgrades. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    for (const remove of this.removers) remove();
+    for (const c of this.clients) c.ws.close(1001, 'server shutting down');
+    const deadline = setTimeout(() => {
+      for (const c of this.clients) c.ws.terminate();
+    }, 1000);
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    clearTimeout(deadline);
+  }
+
+  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
+    const refusal =
+      this.closed
+        ? new AppError('SHUTTING_DOWN', 'The server is shutting down', { status: 503 })
+        : pathname !== '/ws'
+          ? new AppError('NOT_FOUND', 'The WebSocket lives at /ws', { status: 404 })
+          : (checkHost(req, this.o.config) ?? checkOrigin(req, this.o.config) ?? checkToken(req, this.o.config, true));
+    if (refusal) {
+      const body = JSON.stringify({ error: refusal.toJSON() });
+      socket.on('error', () => undefined);
+      socket.end(
+        `HTTP/1.1 ${refusal.status} ${refusal.status === 401 ? 'Unauthorized' : refusal.status === 403 ? 'Forbidden' : 'Refused'}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws));
+  }
+
+  private connected(ws: WebSocket): void {
+    const client: Client = { ws, alive: true, pending: new Map() };
+    this.clients.add(client);
+    ws.on('pong', () => {
+      client.alive = true;
+    });
+    ws.on('error', (err) => this.o.log.warn(`WebSocket client error: ${err.message}`));
+    ws.on('close', () => {
+      this.clients.delete(client);
+      client.pending.clear();
+    });
+    ws.on('message', (data, isBinary) => this.onMessage(client, data, isBinary));
+    this.sendSnapshot(client);
+  }
+
+  private sendSnapshot(c: Client): void {
+    // A snapshot supersedes everything queued before it.
+    c.pending.clear();
+    this.send(c, { type: 'snapshot', seq: this.o.store.seq, downloads: this.o.store.all() });
+  }
+
+  private broadcast(key: string, message: ServerMessage): void {
+    if (this.clients.size === 0) return;
+    const data = JSON.stringify(message); // serialized once for every client
+    for (const c of this.clients) this.deliver(c, key, message, data);
+  }
+
+  private deliver(c: Client, key: string, message: ServerMessage, data?: string): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    if (c.pending.size > 0 || c.ws.bufferedAmount > this.o.highWaterMark) {
+      c.pending.delete(key); // re-insert at the end so messages leave in seq order
+      c.pending.set(key, message);
+      return;
+    }
+    this.send(c, message, data);
+  }
+
+  private send(c: Client, message: ServerMessage, data: string = JSON.stringify(message)): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    c.ws.send(data, (err) => {
+      if (!err && c.pending.size > 0) this.drain(c);
+    });
+  }
+
+  private drain(c: Client): void {
+    for (const [key, message] of c.pending) {
+      if (c.ws.bufferedAmount > this.o.highWaterMark) return;
+      c.pending.delete(key);
+      this.send(c, message);
+    }
+  }
+
+  private reply(c: Client, message: ServerMessage): void {
+    this.deliver(c, `reply:${++this.replySeq}`, message);
+  }
+
+  private onMessage(c: Client, data: RawData, isBinary: boolean): void {
+    let requestId: string | null = null;
+    try {
+      if (isBinary) throw new AppError('INVALID_MESSAGE', 'Expected a JSON text message, got binary data', { status: 400 });
+      let cmd: ClientCommand;
+      try {
+        cmd = JSON.parse(data.toString()) as ClientCommand;
+      } catch {
+        throw new AppError('INVALID_JSON', 'The message is not valid JSON', { status: 400 });
+      }
+      if (!cmd || typeof cmd !== 'object' || Array.isArray(cmd)) throw new AppError('INVALID_MESSAGE', 'Expected a JSON object', { status: 400 });
+      if (typeof cmd.request_id === 'string' && cmd.request_id.length <= 200) requestId = cmd.request_id;
+      const d = this.o.downloader;
+      switch (cmd.type) {
+        case 'start': {
+          const result = d.add(cmd as AddRequest);
+          this.reply(c, { type: 'ack', request_id: requestId, status: result.outcome, download: result.download });
+          return;
+        }
+        case 'pause':
+        case 'resume':
+        case 'cancel':
+        case 'retry':
+          this.reply(c, { type: 'ack', request_id: requestId, download: d[cmd.type](cmd.id) });
+          return;
+        case 'clear_completed':
+          this.reply(c, { type: 'ack', request_id: requestId, removed_count: d.clearCompleted() });
+          return;
+        default:
+          throw new AppError('UNKNOWN_COMMAND', `Unknown message type ${JSON.stringify((cmd as { type?: unknown }).type)}; expected start, pause, resume, cancel, retry or clear_completed`, { status: 400 });
+      }
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError('INTERNAL', 'Internal error; see the server log');
+      if (!(err instanceof AppError)) this.o.log.error(`WebSocket command failed: ${(err as Error).stack ?? String(err)}`);
+      this.reply(c, { type: 'error', request_id: requestId, error: e.toJSON() });
+    }
+  }
+}
