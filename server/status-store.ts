@@ -252,7 +252,9 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     await fs.mkdir(path.dirname(this.file), { recursive: true });
     // Watch the exact path: write-file-atomic renames a temp file over it, and a folder watch
     // would report those temp files too.
-    const watcher = chokidar.watch(this.file, { ignoreInitial: true, persistent: true });
+    // Polling one file is cheap and survives the inode swap of every atomic rename; fs.watch-based
+    // watching misses an edit that lands while it re-attaches after our own rename.
+    const watcher = chokidar.watch(this.file, { ignoreInitial: true, persistent: true, usePolling: true, interval: 250 });
     this.watcher = watcher;
     const onChange = (): void => {
       void this.onFileChanged();
