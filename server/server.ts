@@ -25,6 +25,8 @@ export interface StartOptions {
   /** @default 250 */
   writeIntervalMs?: number;
   heartbeatMs?: number;
+  /** Bytes queued for a WebSocket client beyond which its updates are coalesced. */
+  wsHighWaterMark?: number;
   staticDir?: string;
 }
 
@@ -56,7 +58,9 @@ export async function startServer(config: Readonly<Config>, options: StartOption
   // Long-lived streams are fine; a client that never finishes its request headers is not.
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
-  const hub = new WsHub(server, { config, store, downloader, log, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}) });
+  const hub = new WsHub(server, { config, store, downloader, log, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
+    ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

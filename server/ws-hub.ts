@@ -71,8 +71,9 @@ export class WsHub {
     this.heartbeat.unref();
   }
 
-  get clientCount(): number {
-    return this.clients.size;
+  /** Per-client queue sizes, for tests and the benchmark: proof that memory stays bounded. */
+  stats(): Array<{ pending: number; bufferedAmount: number }> {
+    return [...this.clients].map((c) => ({ pending: c.pending.size, bufferedAmount: c.ws.bufferedAmount }));
   }
 
   /** Closes every connection and stops listening for upgrades. Idempotent. */

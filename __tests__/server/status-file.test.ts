@@ -143,6 +143,7 @@ test('stale entries become errors periodically; retention drops old finished one
   await waitFor(() => srv.store.getById('old') === undefined, 'retention to drop the old entry');
   expect(srv.store.getById('recent')).toBeDefined();
   // An entry that says "downloading" with no transfer behind it (written by another process).
+  await srv.store.flush();
   const data = JSON.parse(await fs.readFile(srv.statusFile, 'utf8')) as Record<string, Entry>;
   data['loras/ghost.bin'] = { ...(base as unknown as Entry), id: 'ghost', dest: 'loras/ghost.bin', folder: 'loras', filename: 'ghost.bin', status: 'downloading', attempts: 1 };
   await fs.writeFile(srv.statusFile, JSON.stringify(data));

@@ -11,7 +11,7 @@ export class SpeedMeter {
   /** Records the running byte total at time `t` (ms). */
   sample(bytes: number, t: number = Date.now()): void {
     const last = this.samples[this.samples.length - 1];
-    if (last && t - last.t < 100) {
+    if (last && this.samples.length > 1 && t - last.t < 100) {
       last.bytes = bytes; // keep the array small: at most ~10 samples a second
       last.t = t;
     } else {
