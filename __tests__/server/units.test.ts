@@ -1,0 +1,95 @@
+import path from 'node:path';
+import { loadConfig } from '../../server/config';
+import { parseRetryAfter, retryDelay, DEFAULT_RETRY } from '../../server/downloader/retry-delay';
+import { SpeedMeter } from '../../server/downloader/speed-meter';
+import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/paths';
+import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/url-policy';
+
+describe('retryDelay', () => {
+  const policy = { ...DEFAULT_RETRY, baseMs: 1000, maxMs: 8000, maxFailures: 5 };
+  test('grows exponentially with jitter between half and all of the step, capped', () => {
+    expect(retryDelay({ failures: 1, retryable: true }, policy, () => 0)).toBe(500);
+    expect(retryDelay({ failures: 1, retryable: true }, policy, () => 1)).toBe(1000);
+    expect(retryDelay({ failures: 3, retryable: true }, policy, () => 1)).toBe(4000);
+    expect(retryDelay({ failures: 4, retryable: true }, policy, () => 1)).toBe(8000);
+  });
+  test('gives up on non-retryable errors and after maxFailures', () => {
+    expect(retryDelay({ failures: 1, retryable: false }, policy)).toBeUndefined();
+    expect(retryDelay({ failures: 5, retryable: true }, policy)).toBeUndefined();
+  });
+  test('honours Retry-After, in seconds or as a date, bounded', () => {
+    expect(retryDelay({ failures: 1, retryable: true, retryAfter: 7 }, policy)).toBe(7000);
+    expect(retryDelay({ failures: 1, retryable: true, retryAfter: 99_999 }, policy)).toBe(600_000);
+    expect(parseRetryAfter('120')).toBe(120);
+    expect(parseRetryAfter(new Date(10_000 + 30_000).toUTCString(), 10_000)).toBe(30);
+    expect(parseRetryAfter('soon')).toBeUndefined();
+  });
+});
+
+test('SpeedMeter smooths over its window and falls during a silence', () => {
+  const m = new SpeedMeter(5000);
+  m.sample(0, 0);
+  m.sample(1_000_000, 1000);
+  m.sample(2_000_000, 2000);
+  expect(m.rate(2000)).toBeCloseTo(1_000_000);
+  expect(m.rate(4000)).toBeCloseTo(500_000); // nothing arrived for two seconds
+  for (let t = 3000; t <= 20_000; t += 1000) m.sample(2_000_000 + (t - 2000) * 3000, t);
+  expect(m.rate(20_000)).toBeCloseTo(3_000_000, -4); // the old pace has left the window
+});
+
+describe('loadConfig', () => {
+  test('defaults, resolved paths, frozen', () => {
+    const c = loadConfig({}, '/srv/app');
+    expect(c).toMatchObject({ port: 8866, host: '127.0.0.1', modelsDir: path.resolve('/srv/app/models'), statusFile: path.resolve('/srv/app/.download_status.json'), maxConcurrent: 3, connections: 4, retentionHours: 24, staleMinutes: 10, hfEndpoint: 'https://huggingface.co', civitaiEndpoint: 'https://civitai.com' });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(c.apiToken).toBeUndefined();
+  });
+  test.each([
+    ['PORT', 'abc', 'Expected PORT to be an integer 0–65535, got `abc`'],
+    ['PORT', '70000', 'Expected PORT to be an integer 0–65535, got `70000`'],
+    ['MAX_CONCURRENT', '0', 'Expected MAX_CONCURRENT to be an integer 1–64, got `0`'],
+    ['CONNECTIONS', '2.5', 'Expected CONNECTIONS to be an integer 1–32, got `2.5`'],
+    ['STALE_MINUTES', '-1', 'Expected STALE_MINUTES to be a number > 0, got `-1`'],
+    ['HF_ENDPOINT', 'ftp://x', 'Expected HF_ENDPOINT to be an http(s) URL, got `ftp://x`'],
+  ])('%s=%s is refused with a clear message', (name, value, message) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(message);
+  });
+});
+
+describe('destinations', () => {
+  const root = path.resolve('/models');
+  test('joins a known folder, subfolders allowed', () => {
+    expect(resolveDest(root, 'loras/flux', 'a.safetensors')).toEqual({ dest: 'loras/flux/a.safetensors', folder: 'loras/flux', filename: 'a.safetensors', abs: path.join(root, 'loras', 'flux', 'a.safetensors') });
+  });
+  test.each([
+    ['..', 'a'], ['loras/..', 'a'], ['loras', '..'], ['loras', '.'], ['/abs', 'a'], ['loras', 'a\u0000b'], ['loras', 'a\\b'],
+    ['loras', 'CON'], ['loras', '.hidden'], ['loras', 'x.part'], ['nowhere', 'a'], ['loras', 'a\nb'], ['', 'a'], ['loras//x', 'a'],
+  ])('refuses folder %j with filename %j', (folder, filename) => {
+    expect(() => resolveDest(root, folder, filename)).toThrow(expect.objectContaining({ status: 400 }));
+  });
+  test('filenames from URLs and servers are single safe segments', () => {
+    expect(filenameFromUrl(new URL('https://h/x/flux1%20dev.safetensors?download=true'))).toBe('flux1 dev.safetensors');
+    expect(filenameFromUrl(new URL('https://h/'))).toBeUndefined();
+    expect(sanitizeFilename('../../etc/passwd')).toBe('passwd');
+    expect(sanitizeFilename('a:b*c?.bin')).toBe('a_b_c_.bin');
+    expect(sanitizeFilename('..')).toBeUndefined();
+  });
+});
+
+describe('URL policy', () => {
+  test('only http(s), no credentials, no link-local or metadata addresses', () => {
+    expect(parseSourceUrl('https://huggingface.co/a/b').host).toBe('huggingface.co');
+    for (const bad of ['file:///etc/passwd', 'javascript:alert(1)', 'data:text/plain,x', 'ftp://h/x', 'http://u:p@h/x', 'http://169.254.169.254/', 'http://[fe80::1]/x', 'not a url', 'x'.repeat(9000)]) {
+      expect(() => parseSourceUrl(bad)).toThrow();
+    }
+    expect(isForbiddenAddress('169.254.1.1')).toBe(true);
+    expect(isForbiddenAddress('::ffff:169.254.169.254')).toBe(true);
+    expect(isForbiddenAddress('febf::1')).toBe(true);
+    expect(isForbiddenAddress('127.0.0.1')).toBe(false);
+    expect(isForbiddenAddress('fd12::1')).toBe(false);
+  });
+  test('redaction removes tokens and signatures, keeps the rest', () => {
+    expect(redactUrl('https://civitai.com/api/download/models/1?type=Model&token=abc')).toBe('https://civitai.com/api/download/models/1?type=Model');
+    expect(redactUrl('https://cdn/x?X-Amz-Signature=s&X-Amz-Credential=c&a=1')).toBe('https://cdn/x?a=1');
+  });
+});
