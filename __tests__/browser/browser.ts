@@ -1,0 +1,53 @@
+/// <reference lib="dom" />
+/**
+ * Helpers of the browser tests: Debian's Chromium through playwright-core (never a downloaded
+ * browser), and waits on what the page shows, each with a deadline.
+ */
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+/** Flags for a headless Chromium in a container: no sandbox, no GPU, nothing phoning home. */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/** The row of a download (by its `dest`), optionally only within #active-list or #finished-list. */
+export const row = (dest: string, list?: 'active' | 'finished'): string => `${list ? `#${list}-list ` : ''}li.row[data-dest="${dest}"]`;
+
+/** Waits until the bar of `dest` in the active list has a value above `above` (of 1000); returns it. */
+export async function waitBarAbove(page: Page, dest: string, above: number, timeout = 10_000): Promise<number> {
+  const handle = await page.waitForFunction(
+    ([selector, min]) => {
+      const bar = document.querySelector<HTMLProgressElement>(selector);
+      return bar && bar.hasAttribute('value') && bar.value > min ? bar.value : false;
+    },
+    [`${row(dest, 'active')} progress`, above] as const,
+    { timeout },
+  );
+  return (await handle.jsonValue()) as number;
+}
+
+export async function waitStatus(page: Page, dest: string, status: string, timeout = 15_000): Promise<void> {
+  await page.waitForSelector(`${row(dest)}[data-status="${status}"]`, { timeout });
+}
+
+export async function waitConnection(page: Page, state: string, timeout = 10_000): Promise<void> {
+  await page.waitForSelector(`#conn[data-state="${state}"]`, { timeout });
+}
+
+/** What a page shows: each row's dest, list and status, in order. */
+export function shownRows(page: Page): Promise<string[]> {
+  return page.$$eval('li.row', (rows) =>
+    rows.map((r) => `${(r as HTMLElement).closest('ul')!.id}:${(r as HTMLElement).dataset.dest}:${(r as HTMLElement).dataset.status}`),
+  );
+}
