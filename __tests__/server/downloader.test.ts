@@ -203,3 +203,40 @@ test('a redirect loop ends in a clear error', async () => {
   const failed = await until(e.id, 'error');
   expect(failed.error!.code).toBe('REDIRECT_LOOP');
 });
+
+test('a .part that is already whole (416 on resume) is verified and finished without refetching', async () => {
+  const f = files.addFile('/whole.bin', { size: 300_000 });
+  const dir = srv.dir;
+  await srv.stop({ keepDir: true });
+  const abs = path.join(dir, 'models', 'loras', 'whole.bin');
+  await fs.mkdir(path.dirname(abs), { recursive: true });
+  await fs.writeFile(`${abs}.part`, f.data);
+  await fs.writeFile(`${abs}.part.json`, JSON.stringify({ url: f.url, fileSize: f.size }));
+  const t = Date.now() / 1000;
+  await fs.writeFile(path.join(dir, 'status.json'), JSON.stringify({
+    'loras/whole.bin': { id: 'w1', url: f.url, status: 'downloading', progress: 99, downloaded: f.size, file_size: f.size, speed: 5, eta: 1, start_time: t, timestamp: t, attempts: 1, sha256: f.sha256 },
+  }));
+  const restarted = await startTestServer({}, { dir });
+  const stopRestarted = restarted.stop;
+  srv = Object.assign(restarted, { stop: async () => { await stopRestarted(); await fs.rm(dir, { recursive: true, force: true }); } });
+  const done = await until('w1', 'completed');
+  expect(done).toMatchObject({ downloaded: f.size, sha256: f.sha256, attempts: 2 });
+  const reqs = files.requests.filter((r) => r.path === '/whole.bin');
+  expect(reqs).toHaveLength(1);
+  expect(reqs[0]).toMatchObject({ range: `bytes=${f.size}-`, status: 416 });
+  expect(sha(await fs.readFile(abs))).toBe(f.sha256);
+});
+
+test('overwrite replaces an existing file only once the new one is complete', async () => {
+  const f = files.addFile('/over.bin', { size: 500_000, throttle: 1_000_000 });
+  const abs = path.join(srv.modelsDir, 'loras', 'over.bin');
+  await fs.mkdir(path.dirname(abs), { recursive: true });
+  await fs.writeFile(abs, 'old content');
+  const exists = await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' });
+  expect(exists.body).toMatchObject({ status: 'already_exists', download: { status: 'completed', file_size: 11 } });
+  const e = await add({ url: f.url, folder: 'loras', overwrite: true });
+  await waitFor(() => (entryOf(e.id)?.downloaded ?? 0) > 100_000, 'some bytes');
+  expect(await fs.readFile(abs, 'utf8')).toBe('old content'); // still the old file while the new one downloads
+  await until(e.id, 'completed');
+  expect(sha(await fs.readFile(abs))).toBe(f.sha256);
+});
