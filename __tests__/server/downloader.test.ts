@@ -240,3 +240,16 @@ test('overwrite replaces an existing file only once the new one is complete', as
   await until(e.id, 'completed');
   expect(sha(await fs.readFile(abs))).toBe(f.sha256);
 });
+
+test('a web page or JSON error served instead of a model ends in a clear error, not a file', async () => {
+  files.addFile('/login', { data: Buffer.from('<html><head><title>Sign in to continue</title></head><body>…</body></html>'), contentType: 'text/html; charset=utf-8' });
+  files.addFile('/api.bin', { data: Buffer.from('{"error":"Unauthorized: token required"}'), contentType: 'application/json' });
+  const page = await add({ url: `${files.url}/login`, folder: 'loras', filename: 'model.safetensors' });
+  const json = await add({ url: `${files.url}/api.bin`, folder: 'loras' });
+  const a = await until(page.id, 'error');
+  const b = await until(json.id, 'error');
+  expect(a.error).toEqual({ code: 'NOT_A_FILE', message: expect.stringContaining('a web page instead of the file (Sign in to continue)') });
+  expect(b.error!.message).toContain('Unauthorized: token required');
+  await expect(finalFile(page.dest)).rejects.toThrow();
+  expect(await partExists(json.dest)).toBe(false);
+});

@@ -8,14 +8,11 @@ import { filenameFromUrl, resolveDest } from '../paths';
 import { ACTIVE_STATUSES, FINISHED_STATUSES, type AddRequest, type AddResult, type Entry } from '../protocol';
 import type { StatusStore } from '../status-store';
 import { parseSourceUrl, redactUrl } from '../url-policy';
-import type { HeadersFor } from './http-client';
 import { commitPart, hashFile, partPath, partSize, removePart } from './part-file';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry-delay';
+import { plainSource, type SourceResolver } from './source';
 import { SpeedMeter } from './speed-meter';
 import { attemptTransfer, type TransferState } from './transfer';
-
-/** Turns a URL a user gave into the one to fetch and the credentials each host may receive. */
-export type SourceResolver = (url: URL) => { url: URL; headersFor?: HeadersFor };
 
 export interface DownloaderOptions {
   store: StatusStore;
@@ -34,6 +31,7 @@ export interface DownloaderOptions {
   retentionHours?: number;
   /** How often stale detection and retention run. @default 60000 */
   maintenanceIntervalMs?: number;
+  /** Turns a URL a user gave into what to fetch (sources: Hugging Face, Civitai). @default plain URLs */
   resolveSource?: SourceResolver;
 }
 
@@ -85,7 +83,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       maintenanceIntervalMs: options.maintenanceIntervalMs ?? 60_000,
     };
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
-    this.resolveSource = options.resolveSource ?? ((url) => ({ url }));
+    this.resolveSource = options.resolveSource ?? plainSource;
   }
 
   /** Resumes what the status file says was under way, and starts periodic maintenance. */
@@ -279,8 +277,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private async run(job: Job): Promise<void> {
     const signal = job.controller.signal;
     const first = this.store.get(job.dest)!;
-    const { url, headersFor } = this.resolveSource(this.sources.get(job.dest) ?? new URL(first.url));
-    const state: TransferState = { hashedBytes: 0, received: 0 };
+    const source = this.resolveSource(this.sources.get(job.dest) ?? new URL(first.url));
+    const state: TransferState = { hashedBytes: 0, received: 0, expected: {} };
     const meter = new SpeedMeter();
     let failures = 0;
     let best = await partSize(job.abs);
@@ -291,9 +289,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
         this.update(job, { status: 'starting', attempts: e.attempts + 1, speed: 0, eta: null });
         try {
           result = await attemptTransfer({
-            url,
+            source,
             abs: job.abs,
-            ...(headersFor ? { headersFor } : {}),
             signal,
             stallMs: this.o.stallMs,
             progressIntervalMs: this.o.progressIntervalMs,
@@ -303,7 +300,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
             onStart: (offset, total) => {
               meter.reset();
               meter.sample(offset);
-              this.update(job, { status: 'downloading', downloaded: offset, file_size: total, error: undefined });
+              const sha256 = this.store.get(job.dest)?.sha256 ?? state.expected.sha256;
+              this.update(job, { status: 'downloading', downloaded: offset, file_size: total, error: undefined, ...(sha256 ? { sha256 } : {}) });
             },
             onProgress: (downloaded, total) => {
               meter.sample(downloaded);
@@ -339,6 +337,12 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private async finish(job: Job, result: { size: number; total: number | null }, state: TransferState): Promise<void> {
     const signal = job.controller.signal;
     const entry = this.update(job, { status: 'verifying', downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null })!;
+    const expectedSize = state.expected.size;
+    if (expectedSize !== undefined && expectedSize !== result.size) {
+      await removePart(job.abs);
+      this.fail(job, 'SIZE_MISMATCH', `The file has ${result.size} bytes, but its source announced ${expectedSize}; the file was discarded`, 0);
+      return;
+    }
     if (entry.sha256) {
       const digest =
         state.hash && state.hashedBytes === result.size

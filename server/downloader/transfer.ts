@@ -5,10 +5,11 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AppError, errnoOf } from '../errors';
 import { redactUrl } from '../url-policy';
-import { openStream, networkError, type HeadersFor } from './http-client';
+import { openStream, networkError } from './http-client';
 import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
 import { isRetryableStatus, parseRetryAfter } from './retry-delay';
 import { describeHttpError } from './http-errors';
+import type { Expectations, ResolvedSource } from './source';
 
 /** What carries over between the attempts of one run of a download. */
 export interface TransferState {
@@ -17,14 +18,15 @@ export interface TransferState {
   hashedBytes: number;
   /** Bytes this run received in all its attempts (to tell progress from a stuck retry loop). */
   received: number;
+  /** What the source said of the file (size, sha256): verified after the transfer. */
+  expected: Expectations;
 }
 
 export interface AttemptOptions {
-  /** The source URL, credentials included: lives in memory only. */
-  url: URL;
+  /** What to fetch; its URL may carry credentials, so it lives in memory only. */
+  source: ResolvedSource;
   /** Final path; bytes go to `<abs>.part`. */
   abs: string;
-  headersFor?: HeadersFor;
   signal: AbortSignal;
   /** Abort an attempt when no byte arrives for this long. */
   stallMs: number;
@@ -61,7 +63,8 @@ const isStrongEtag = (etag: string | undefined): etag is string => !!etag && !et
  */
 export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult> {
   const part = partPath(o.abs);
-  const storedUrl = redactUrl(o.url);
+  const { url } = o.source;
+  const storedUrl = redactUrl(url);
   await fsp.mkdir(path.dirname(o.abs), { recursive: true }).catch((err: unknown) => {
     throw diskError(err, o.abs);
   });
@@ -95,7 +98,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   }, Math.max(50, Math.min(1000, o.stallMs / 4)));
 
   try {
-    const res = await openStream(o.url, { headers, headersFor: o.headersFor, signal: local.signal });
+    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
     const host = res.url.host;
     let total: number | null = null;
     const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;
@@ -124,11 +127,15 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     } else {
       res.body.destroy();
       const retryAfter = parseRetryAfter(res.headers['retry-after']);
-      throw new AppError(`HTTP_${res.status}`, describeHttpError(res.status, res.url), {
+      throw new AppError(`HTTP_${res.status}`, o.source.describeStatus?.(res.status, res.url) ?? describeHttpError(res.status, res.url), {
         retryable: isRetryableStatus(res.status),
         ...(retryAfter === undefined ? {} : { retryAfter }),
       });
     }
+
+    await refuseNonFile(res, o.abs);
+    const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
+    if (expected) o.state.expected = { ...o.state.expected, ...expected };
 
     await writeMeta(o.abs, {
       url: storedUrl,
@@ -140,7 +147,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     });
 
     if (offset === 0) {
-      o.state.hash = o.wantHash ? crypto.createHash('sha256') : undefined;
+      o.state.hash = o.wantHash || o.state.expected.sha256 ? crypto.createHash('sha256') : undefined;
       o.state.hashedBytes = 0;
     } else if (o.state.hash && o.state.hashedBytes !== offset) {
       o.state.hash = undefined; // the bytes on disk are not the ones hashed: verify after the transfer
@@ -183,7 +190,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     if (err instanceof AppError) throw err;
     const errno = errnoOf(err);
     if (errno && DISK_ERRNOS.has(errno)) throw await describeDiskError(err, o.abs);
-    throw networkError(err, o.url);
+    throw networkError(err, url);
   } finally {
     clearInterval(stallTimer);
     o.signal.removeEventListener('abort', onOuterAbort);
@@ -214,4 +221,31 @@ async function describeDiskError(err: unknown, abs: string): Promise<AppError> {
     return new AppError(errno, `cannot write to ${path.dirname(abs)}: permission denied or read-only`, { cause: err });
   }
   return diskError(err, abs);
+}
+
+/**
+ * A web page or a JSON answer where a model file was expected is a login page or an error, never
+ * a model: refuse it with what the server said, before a byte is written.
+ */
+async function refuseNonFile(res: { headers: Record<string, string | undefined>; body: NodeJS.ReadableStream & { destroy(): void }; url: URL }, abs: string): Promise<void> {
+  const type = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  const page = type === 'text/html' && !/\.html?$/i.test(abs);
+  const json = type === 'application/json' && !/\.json$/i.test(abs);
+  if (!page && !json) return;
+  let text = '';
+  try {
+    for await (const chunk of res.body) {
+      text += chunk.toString();
+      if (text.length > 2000) break;
+    }
+  } catch {
+    // what we have is enough
+  } finally {
+    res.body.destroy();
+  }
+  const said = page ? (/<title[^>]*>([^<]{1,200})/i.exec(text)?.[1]?.trim() ?? '') : text.replace(/\s+/g, ' ').slice(0, 200);
+  throw new AppError(
+    'NOT_A_FILE',
+    `${res.url.host} answered with ${page ? 'a web page' : 'a JSON message'} instead of the file${said ? ` (${said})` : ''}: usually a login page or an error; check the URL and the token`,
+  );
 }

@@ -1,0 +1,36 @@
+import type { HeadersFor } from './http-client';
+
+/** What a response looked like, for a source to inspect before its bytes are written. */
+export interface ResponseInfo {
+  status: number;
+  /** The URL that answered, after redirects. */
+  url: URL;
+  headers: Record<string, string | undefined>;
+  /** Headers of the first response, before redirects (Hugging Face's X-Linked-* are there). */
+  firstHeaders: Record<string, string | undefined>;
+}
+
+/** What a source says of the file: verified after the transfer. */
+export interface Expectations {
+  size?: number;
+  sha256?: string;
+}
+
+/**
+ * How to fetch one URL: the plug-in point for Hugging Face, Civitai and plain URLs. The downloader
+ * asks again at every attempt, from the URL the user gave (signed redirect URLs expire).
+ */
+export interface ResolvedSource {
+  /** What to request (a page URL rewritten to its file URL, a token added for its own host). */
+  url: URL;
+  /** Extra headers per hop; credentials only for their own host. */
+  headersFor?: HeadersFor;
+  /** Looks at each successful response before any byte is written; may throw an AppError to refuse it. */
+  inspect?(res: ResponseInfo): Expectations | undefined;
+  /** A message for an HTTP failure, where the source knows better than the generic one. */
+  describeStatus?(status: number, url: URL): string | undefined;
+}
+
+export type SourceResolver = (url: URL) => ResolvedSource;
+
+export const plainSource: SourceResolver = (url) => ({ url });
