@@ -166,6 +166,10 @@ export class StatusStore extends EventEmitter<StoreEvents> {
 
   private writeNow(): Promise<void> {
     if (this.writing) return this.writing;
+    // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part
+    // on disk, not the byte count), and an fsync per progress tick stalls behind the download's
+    // own dirty pages. Either way the rename keeps the file whole.
+    const durable = this.urgent;
     this.dirty = false;
     this.urgent = false;
     const content = this.serialize();
@@ -173,7 +177,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     this.lastWriteAt = Date.now();
     this.writing = fs
       .mkdir(path.dirname(this.file), { recursive: true })
-      .then(() => writeFileAtomic(this.file, content, { mode: 0o600 }))
+      .then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }))
       .catch((err: unknown) => {
         // A full disk must not take the server down: memory stays right and the next change retries.
         this.log.error(`could not write the status file ${this.file}: ${(err as Error).message}`);

@@ -1,10 +1,9 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { AppError, errnoOf } from '../errors';
 import { redactUrl } from '../url-policy';
+import { ChunkWriter } from './chunk-writer';
 import { openStream, networkError } from './http-client';
 import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
 import { isRetryableStatus, parseRetryAfter } from './retry-delay';
@@ -157,22 +156,34 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     o.onStart(offset, total);
     let received = 0;
     let lastReport = 0;
-    res.body.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      hash?.update(chunk);
-      const now = Date.now();
-      lastData = now;
-      if (now - lastReport >= o.progressIntervalMs) {
-        lastReport = now;
-        o.onProgress(offset + received, total);
-      }
+    const file = await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
+      throw diskError(err, o.abs);
     });
-    const file = fs.createWriteStream(part, { flags: offset > 0 ? 'r+' : 'w', start: offset, highWaterMark: 1 << 20 });
     try {
-      await pipeline(res.body, file, { signal: local.signal });
+      if (offset === 0) await file.truncate(0);
+      const writer = new ChunkWriter(file, offset);
+      try {
+        await readInto(res.body, local.signal, (chunk) => {
+          received += chunk.length;
+          hash?.update(chunk);
+          const now = Date.now();
+          lastData = now;
+          if (now - lastReport >= o.progressIntervalMs) {
+            lastReport = now;
+            o.onProgress(offset + writer.written, total);
+          }
+          return writer.push(chunk) ? undefined : writer.drained();
+        });
+      } finally {
+        // Whatever arrived before a failure is kept: it is where the next attempt resumes.
+        await writer.flush().catch((err: unknown) => {
+          if (!local.signal.aborted) throw err;
+        });
+      }
     } finally {
       o.state.received += received;
       if (hash) o.state.hashedBytes += received;
+      await file.close();
     }
     const size = offset + received;
     o.onProgress(size, total);
@@ -248,4 +259,44 @@ async function refuseNonFile(res: { headers: Record<string, string | undefined>;
     'NOT_A_FILE',
     `${res.url.host} answered with ${page ? 'a web page' : 'a JSON message'} instead of the file${said ? ` (${said})` : ''}: usually a login page or an error; check the URL and the token`,
   );
+}
+
+/**
+ * Feeds a response body to `onChunk`, pausing the socket while the promise it returns is pending
+ * (disk backpressure). Resolves at the end of the body; rejects on a transport error or abort.
+ */
+function readInto(body: NodeJS.ReadableStream & { destroy(err?: Error): void }, signal: AbortSignal, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const finish = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      body.removeListener('data', onData);
+      if (err) {
+        body.destroy();
+        reject(err);
+      } else resolve();
+    };
+    const onAbort = (): void => finish(signal.reason ?? new Error('aborted'));
+    const onData = (chunk: Buffer): void => {
+      let wait: Promise<void> | undefined;
+      try {
+        wait = onChunk(chunk);
+      } catch (err) {
+        finish(err);
+        return;
+      }
+      if (wait) {
+        body.pause();
+        wait.then(() => body.resume(), finish);
+      }
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    body.on('data', onData);
+    body.once('end', () => finish());
+    body.once('error', finish);
+    body.once('close', () => finish(Object.assign(new Error('the connection closed early'), { code: 'ECONNRESET' })));
+  });
 }
