@@ -1,13 +1,12 @@
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { AppError, errnoOf } from '../errors';
+import { AppError } from '../errors';
 import { redactUrl } from '../url-policy';
 import { ChunkWriter } from './chunk-writer';
-import { openStream, networkError } from './http-client';
+import { openStream } from './http-client';
 import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
-import { isRetryableStatus, parseRetryAfter } from './retry-delay';
-import { describeHttpError } from './http-errors';
+import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, readInto, refuseNonFile } from './response';
 import type { Expectations, ResolvedSource } from './source';
 
 /** What carries over between the attempts of one run of a download. */
@@ -45,15 +44,6 @@ export interface AttemptResult {
   /** The server's total, when it said. */
   total: number | null;
 }
-
-/** A `Content-Range: bytes a-b/total` header, parsed. */
-function parseContentRange(value: string | undefined): { start: number; total: number | null } | undefined {
-  const m = /^bytes\s+(?:(\d+)-\d+|\*)\/(\d+|\*)$/i.exec(value?.trim() ?? '');
-  if (!m) return undefined;
-  return { start: m[1] === undefined ? -1 : Number(m[1]), total: m[2] === '*' ? null : Number(m[2]) };
-}
-
-const isStrongEtag = (etag: string | undefined): etag is string => !!etag && !etag.startsWith('W/');
 
 /**
  * One attempt at moving the rest of a file into its `.part`: asks for the bytes after those on
@@ -125,11 +115,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       throw new AppError('RANGE_NOT_SATISFIABLE', `${host} could not serve the rest of the file; starting over`, { retryable: true });
     } else {
       res.body.destroy();
-      const retryAfter = parseRetryAfter(res.headers['retry-after']);
-      throw new AppError(`HTTP_${res.status}`, o.source.describeStatus?.(res.status, res.url) ?? describeHttpError(res.status, res.url), {
-        retryable: isRetryableStatus(res.status),
-        ...(retryAfter === undefined ? {} : { retryAfter }),
-      });
+      throw failureFor(res, o.source);
     }
 
     await refuseNonFile(res, o.abs);
@@ -198,105 +184,10 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   } catch (err) {
     if (o.signal.aborted) throw o.signal.reason ?? err;
     if (stalled) throw local.signal.reason;
-    if (err instanceof AppError) throw err;
-    const errno = errnoOf(err);
-    if (errno && DISK_ERRNOS.has(errno)) throw await describeDiskError(err, o.abs);
-    throw networkError(err, url);
+    throw await classifyFailure(err, o.abs, url);
   } finally {
     clearInterval(stallTimer);
     o.signal.removeEventListener('abort', onOuterAbort);
   }
 }
 
-const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EIO', 'EFBIG']);
-
-function diskError(err: unknown, abs: string): AppError {
-  const errno = errnoOf(err) ?? 'EIO';
-  return new AppError(errno, `cannot write ${path.basename(abs)}: ${(err as Error).message}`, { cause: err });
-}
-
-/** A disk failure, with the free space when the disk is full. Not retried: it needs a person. */
-async function describeDiskError(err: unknown, abs: string): Promise<AppError> {
-  const errno = errnoOf(err) ?? 'EIO';
-  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
-    let free = '';
-    try {
-      const s = await fsp.statfs(path.dirname(abs));
-      free = `: ${s.bavail * s.bsize} bytes free`;
-    } catch {
-      // statfs unavailable: the plain message will do
-    }
-    return new AppError(errno, `disk full${free}; the partial file is kept, free some space and press retry`, { cause: err });
-  }
-  if (errno === 'EROFS' || errno === 'EACCES' || errno === 'EPERM') {
-    return new AppError(errno, `cannot write to ${path.dirname(abs)}: permission denied or read-only`, { cause: err });
-  }
-  return diskError(err, abs);
-}
-
-/**
- * A web page or a JSON answer where a model file was expected is a login page or an error, never
- * a model: refuse it with what the server said, before a byte is written.
- */
-async function refuseNonFile(res: { headers: Record<string, string | undefined>; body: NodeJS.ReadableStream & { destroy(): void }; url: URL }, abs: string): Promise<void> {
-  const type = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  const page = type === 'text/html' && !/\.html?$/i.test(abs);
-  const json = type === 'application/json' && !/\.json$/i.test(abs);
-  if (!page && !json) return;
-  let text = '';
-  try {
-    for await (const chunk of res.body) {
-      text += chunk.toString();
-      if (text.length > 2000) break;
-    }
-  } catch {
-    // what we have is enough
-  } finally {
-    res.body.destroy();
-  }
-  const said = page ? (/<title[^>]*>([^<]{1,200})/i.exec(text)?.[1]?.trim() ?? '') : text.replace(/\s+/g, ' ').slice(0, 200);
-  throw new AppError(
-    'NOT_A_FILE',
-    `${res.url.host} answered with ${page ? 'a web page' : 'a JSON message'} instead of the file${said ? ` (${said})` : ''}: usually a login page or an error; check the URL and the token`,
-  );
-}
-
-/**
- * Feeds a response body to `onChunk`, pausing the socket while the promise it returns is pending
- * (disk backpressure). Resolves at the end of the body; rejects on a transport error or abort.
- */
-function readInto(body: NodeJS.ReadableStream & { destroy(err?: Error): void }, signal: AbortSignal, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const finish = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      body.removeListener('data', onData);
-      if (err) {
-        body.destroy();
-        reject(err);
-      } else resolve();
-    };
-    const onAbort = (): void => finish(signal.reason ?? new Error('aborted'));
-    const onData = (chunk: Buffer): void => {
-      let wait: Promise<void> | undefined;
-      try {
-        wait = onChunk(chunk);
-      } catch (err) {
-        finish(err);
-        return;
-      }
-      if (wait) {
-        body.pause();
-        wait.then(() => body.resume(), finish);
-      }
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    body.on('data', onData);
-    body.once('end', () => finish());
-    body.once('error', finish);
-    body.once('close', () => finish(Object.assign(new Error('the connection closed early'), { code: 'ECONNRESET' })));
-  });
-}
