@@ -49,6 +49,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     log,
     modelsDir: config.modelsDir,
     maxConcurrent: config.maxConcurrent,
+    connections: config.connections,
     staleMinutes: config.staleMinutes,
     retentionHours: config.retentionHours,
     ...options.downloader,

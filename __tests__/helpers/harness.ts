@@ -57,7 +57,8 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const made = options.dir ? undefined : await tempDir();
   const dir = options.dir ?? made!.dir;
-  const config = loadConfig({ PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), ...env }, dir);
+  // One connection unless a test asks for more: most tests script the requests of one stream.
+  const config = loadConfig({ PORT: '0', CONNECTIONS: '1', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), ...env }, dir);
   const log = captureLogger();
   const handle = await startServer(config, {
     log,

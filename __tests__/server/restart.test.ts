@@ -21,7 +21,7 @@ afterEach(async () => {
   await cleanup();
 });
 
-const env = (): Record<string, string> => ({ MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json') });
+const env = (): Record<string, string> => ({ CONNECTIONS: '1', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json') });
 async function start(): Promise<ChildServer> {
   const c = await spawnServer(env());
   children.push(c);

@@ -31,6 +31,11 @@ export class ChunkWriter {
     this.highWaterMark = options.highWaterMark ?? 16 * 1024 * 1024;
   }
 
+  /** Bytes queued or being written, not yet counted in `written`. */
+  get pending(): number {
+    return this.gatheredBytes + this.inFlightBytes;
+  }
+
   /** Queues a chunk; false when the caller should wait for `drained()` before pushing more. */
   push(chunk: Buffer): boolean {
     if (this.failure) throw this.failure;

@@ -8,11 +8,12 @@ import { filenameFromUrl, resolveDest } from '../paths';
 import { ACTIVE_STATUSES, FINISHED_STATUSES, type AddRequest, type AddResult, type Entry } from '../protocol';
 import type { StatusStore } from '../status-store';
 import { parseSourceUrl, redactUrl } from '../url-policy';
-import { commitPart, hashFile, partPath, partSize, removePart } from './part-file';
+import { bytesOnDisk, commitPart, hashFile, partPath, readMeta, removePart } from './part-file';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry-delay';
 import { plainSource, type SourceResolver } from './source';
 import { SpeedMeter } from './speed-meter';
-import { attemptTransfer, type TransferState } from './transfer';
+import { attemptSegmented, NOT_SEGMENTABLE } from './segments';
+import { attemptTransfer, type AttemptOptions, type TransferState } from './transfer';
 
 export interface DownloaderOptions {
   store: StatusStore;
@@ -20,6 +21,10 @@ export interface DownloaderOptions {
   log: Logger;
   /** @default 3 */
   maxConcurrent?: number;
+  /** HTTP connections one download may use. @default 1 */
+  connections?: number;
+  /** A segment is never split below this many bytes. @default 4 MiB */
+  minSegmentBytes?: number;
   retry?: Partial<RetryPolicy>;
   /** An attempt with no byte for this long is aborted and retried. @default 30000 */
   stallMs?: number;
@@ -76,6 +81,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.o = {
       modelsDir: options.modelsDir,
       maxConcurrent: options.maxConcurrent ?? 3,
+      connections: options.connections ?? 1,
+      minSegmentBytes: options.minSegmentBytes ?? 4 * 1024 * 1024,
       stallMs: options.stallMs ?? 30_000,
       progressIntervalMs: options.progressIntervalMs ?? 250,
       staleMinutes: options.staleMinutes ?? 10,
@@ -281,14 +288,15 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const state: TransferState = { hashedBytes: 0, received: 0, expected: {} };
     const meter = new SpeedMeter();
     let failures = 0;
-    let best = await partSize(job.abs);
+    let best = await bytesOnDisk(job.abs);
+    let segmented = true;
     let result: { size: number; total: number | null } | undefined;
     try {
       while (!result) {
         const e = this.store.get(job.dest)!;
         this.update(job, { status: 'starting', attempts: e.attempts + 1, speed: 0, eta: null });
         try {
-          result = await attemptTransfer({
+          const attempt: AttemptOptions = {
             source,
             abs: job.abs,
             signal,
@@ -309,11 +317,19 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
               const eta = total !== null && speed > 0 ? Math.max(0, (total - downloaded) / speed) : null;
               this.update(job, { downloaded, file_size: total, speed, eta }, 'soon');
             },
-          });
+          };
+          // Several connections when allowed and the server serves ranges; a segment map on disk
+          // is resumed as segments whatever CONNECTIONS says now.
+          if (segmented && (this.o.connections > 1 || (await readMeta(job.abs))?.segments)) {
+            const r = await attemptSegmented({ ...attempt, connections: this.o.connections, minSegmentBytes: this.o.minSegmentBytes, retry: this.retryPolicy });
+            if (r === NOT_SEGMENTABLE) segmented = false;
+            else result = r;
+          }
+          result ??= await attemptTransfer(attempt);
         } catch (err) {
           if (signal.aborted) throw signal.reason;
           const error = err instanceof AppError ? err : new AppError('ERROR', (err as Error).message, { cause: err });
-          const size = await partSize(job.abs);
+          const size = await bytesOnDisk(job.abs);
           failures = size > best ? 1 : failures + 1;
           best = Math.max(best, size);
           const wait = retryDelay({ failures, retryable: error.retryable, ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter }) }, this.retryPolicy);
@@ -376,15 +392,15 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     } else if (kind === 'shutdown') {
       const e = this.store.get(job.dest);
       if (e && e.status !== 'paused' && e.status !== 'cancelled') {
-        this.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null, downloaded: await partSize(job.abs) }));
+        this.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null, downloaded: await bytesOnDisk(job.abs) }));
       }
     } else if (kind === undefined) {
       const error = err instanceof AppError ? err : new AppError('ERROR', (err as Error).message, { cause: err });
-      this.fail(job, error.code, capitalize(error.message), await partSize(job.abs));
+      this.fail(job, error.code, capitalize(error.message), await bytesOnDisk(job.abs));
     } else {
       // pause: the command already set the entry; record the bytes actually on disk
       const e = this.store.get(job.dest);
-      if (e) this.store.put(patchEntry(e, { downloaded: await partSize(job.abs) }));
+      if (e) this.store.put(patchEntry(e, { downloaded: await bytesOnDisk(job.abs) }));
     }
   }
 

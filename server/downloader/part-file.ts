@@ -13,6 +13,17 @@ export interface PartMeta {
   etag?: string;
   lastModified?: string;
   fileSize: number | null;
+  /**
+   * A segmented download's map: each range `[start, end)` has `done` bytes on disk from its start.
+   * The `.part` then has its full size from the outset, so its length says nothing of progress.
+   */
+  segments?: Segment[];
+}
+
+export interface Segment {
+  start: number;
+  end: number;
+  done: number;
 }
 
 export const partPath = (abs: string): string => `${abs}.part`;
@@ -38,6 +49,13 @@ export async function partSize(abs: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** Bytes of the file already on disk: the segment map's sum, or the `.part`'s length. */
+export async function bytesOnDisk(abs: string): Promise<number> {
+  const meta = await readMeta(abs);
+  if (meta?.segments) return meta.segments.reduce((sum, s) => sum + s.done, 0);
+  return partSize(abs);
 }
 
 /** Removes the `.part` file and its metadata (cancel, or a download that must start over). */

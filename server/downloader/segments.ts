@@ -1,0 +1,274 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { AppError } from '../errors';
+import { redactUrl } from '../url-policy';
+import { ChunkWriter } from './chunk-writer';
+import { openStream } from './http-client';
+import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from './part-file';
+import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, readInto, refuseNonFile } from './response';
+import { retryDelay, type RetryPolicy } from './retry-delay';
+import type { AttemptOptions, AttemptResult } from './transfer';
+
+export interface SegmentedOptions extends AttemptOptions {
+  connections: number;
+  /** A segment is never split below this. @default 4 MiB */
+  minSegmentBytes?: number;
+  retry: RetryPolicy;
+  /** How often the segment map is saved beside the `.part`. @default 1000 */
+  saveIntervalMs?: number;
+  /** Called with every range request made (for tests and logs). */
+  onRange?: (from: number, to: number) => void;
+}
+
+/** Tells the caller to fall back to one connection: the server does not serve ranges, or the size is unknown. */
+export const NOT_SEGMENTABLE = Symbol('not segmentable');
+
+interface Live {
+  seg: Segment;
+  /** Where this connection writes next (seg.start + seg.done + bytes in flight). */
+  lastData: number;
+}
+
+/**
+ * A download over several connections: the file is split into ranges fetched in parallel and
+ * written at their offsets into a `.part` of full size. The segment map is saved beside it, so a
+ * kill -9 resumes every range where it stopped. When a connection finishes its range it takes the
+ * larger half of the biggest remaining one (work stealing), so the tail never crawls on one slow
+ * connection. Each connection retries on its own.
+ */
+export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResult | typeof NOT_SEGMENTABLE> {
+  const { url } = o.source;
+  const storedUrl = redactUrl(url);
+  const minSegment = o.minSegmentBytes ?? 4 * 1024 * 1024;
+  await fsp.mkdir(path.dirname(o.abs), { recursive: true }).catch((err: unknown) => {
+    throw diskError(err, o.abs);
+  });
+
+  let meta = await readMeta(o.abs);
+  if (meta && meta.url === storedUrl && !meta.segments && meta.fileSize !== null) {
+    // A .part begun on one connection (CONNECTIONS was 1, or it fell back): keep its bytes as the
+    // first range; idle connections split the rest off it.
+    const have = await partSize(o.abs);
+    if (have > meta.fileSize) meta = undefined;
+    else meta = { ...meta, segments: [{ start: 0, end: meta.fileSize, done: have }] };
+  }
+  if (meta && (meta.url !== storedUrl || !meta.segments || meta.fileSize === null || !validMap(meta.segments, meta.fileSize))) meta = undefined;
+  if (!meta) {
+    const fresh = await probe(o);
+    if (fresh === NOT_SEGMENTABLE) return NOT_SEGMENTABLE;
+    meta = fresh;
+  }
+  const total = meta.fileSize!;
+  const segments = meta.segments!;
+  const validator = isStrongEtag(meta.etag) ? meta.etag : meta.lastModified;
+
+  const local = new AbortController();
+  const onOuterAbort = (): void => local.abort(o.signal.reason);
+  o.signal.addEventListener('abort', onOuterAbort, { once: true });
+  const file = await fsp.open(partPath(o.abs), 'r+').catch((err: unknown) => {
+    throw diskError(err, o.abs);
+  });
+  const live = new Set<Live>();
+  const doneBytes = (): number => segments.reduce((sum, s) => sum + s.done, 0);
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => (saving = saving.then(() => writeMeta(o.abs, { ...meta!, segments: segments.map((s) => ({ ...s })) })).catch(() => undefined));
+  const timers = [
+    setInterval(() => void save(), o.saveIntervalMs ?? 1000),
+    setInterval(() => {
+      const now = Date.now();
+      for (const l of live) {
+        if (now - l.lastData > o.stallMs) local.abort(new AppError('STALLED', `no data arrived on a connection for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
+      }
+    }, Math.max(50, Math.min(1000, o.stallMs / 4))),
+  ];
+  let lastReport = 0;
+  const report = (force = false): void => {
+    const now = Date.now();
+    if (force || now - lastReport >= o.progressIntervalMs) {
+      lastReport = now;
+      o.onProgress(doneBytes(), total);
+    }
+  };
+
+  /** The next range for a free connection: an untouched one, else the larger half of the biggest left. */
+  const claim = (): Segment | undefined => {
+    const busy = new Set([...live].map((l) => l.seg));
+    const idle = segments.find((s) => !busy.has(s) && s.done < s.end - s.start);
+    if (idle) return idle;
+    let biggest: Segment | undefined;
+    for (const s of busy) if (!biggest || s.end - s.start - s.done > biggest.end - biggest.start - biggest.done) biggest = s;
+    if (!biggest) return undefined;
+    const left = biggest.end - biggest.start - biggest.done;
+    if (left < 2 * minSegment) return undefined;
+    const mid = biggest.start + biggest.done + Math.floor(left / 2);
+    const stolen: Segment = { start: mid, end: biggest.end, done: 0 };
+    biggest.end = mid; // its connection stops there
+    o.log?.(`${path.basename(o.abs)}: split range ${biggest.start}-${stolen.end - 1} at ${mid} for an idle connection`);
+    segments.push(stolen);
+    segments.sort((a, b) => a.start - b.start);
+    return stolen;
+  };
+
+  const fetchSegment = async (l: Live): Promise<void> => {
+    const seg = l.seg;
+    const from = seg.start + seg.done;
+    o.onRange?.(from, seg.end - 1);
+    const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
+    if (validator) headers['If-Range'] = validator;
+    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
+    if (res.status === 200) {
+      res.body.destroy();
+      // If-Range failed: the file changed upstream. Never splice two versions: start over.
+      await removePart(o.abs);
+      throw new AppError('CHANGED_UPSTREAM', `${res.url.host} sent the whole file instead of a range: it changed since the download began; starting over`, { retryable: true });
+    }
+    if (res.status !== 206) {
+      res.body.destroy();
+      throw failureFor(res, o.source);
+    }
+    const range = parseContentRange(res.headers['content-range']);
+    if (!range || range.start !== from || range.total !== total) {
+      res.body.destroy();
+      throw new AppError('BAD_RANGE', `${res.url.host} answered a different range than asked for`, { retryable: true });
+    }
+    await refuseNonFile(res, o.abs);
+    const writer = new ChunkWriter(file, from);
+    const base = seg.done;
+    try {
+      await readInto(res.body, local.signal, (chunk) => {
+        l.lastData = Date.now();
+        // The range may have shrunk (stolen from) since it was asked for: keep only what is ours.
+        const room = seg.end - (from + writer.written) - pendingOf(writer);
+        const piece = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
+        const more = piece.length > 0 ? writer.push(piece) : true;
+        seg.done = base + writer.written;
+        report();
+        if (piece.length < chunk.length || from + writer.written + pendingOf(writer) >= seg.end) {
+          throw END_OF_RANGE;
+        }
+        return more ? undefined : writer.drained();
+      });
+    } catch (err) {
+      if (err !== END_OF_RANGE) {
+        await writer.flush().catch(() => undefined);
+        seg.done = base + writer.written;
+        throw err;
+      }
+    }
+    await writer.flush();
+    seg.done = base + writer.written;
+  };
+
+  const worker = async (): Promise<void> => {
+    for (let seg = claim(); seg; seg = claim()) {
+      const l: Live = { seg, lastData: Date.now() };
+      live.add(l);
+      let failures = 0;
+      try {
+        while (seg.done < seg.end - seg.start) {
+          const before = seg.done;
+          try {
+            await fetchSegment(l);
+          } catch (err) {
+            if (local.signal.aborted) throw local.signal.reason;
+            const e = await classifyFailure(err, o.abs, url);
+            if (e.code === 'CHANGED_UPSTREAM' || !e.retryable) throw e;
+            failures = seg.done > before ? 1 : failures + 1;
+            const wait = retryDelay({ failures, retryable: true, ...(e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter }) }, o.retry);
+            if (wait === undefined) throw e;
+            o.log?.(`${path.basename(o.abs)}: range ${seg.start + seg.done}-${seg.end - 1}: ${e.message}; retrying in ${(wait / 1000).toFixed(1)} s`);
+            await new Promise((resolve) => setTimeout(resolve, wait));
+            l.lastData = Date.now();
+          }
+        }
+      } finally {
+        live.delete(l);
+      }
+    }
+  };
+
+  try {
+    o.onStart(doneBytes(), total);
+    const workers = Array.from({ length: o.connections }, () => worker());
+    const results = await Promise.allSettled(workers);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      local.abort(failed.reason);
+      throw failed.reason;
+    }
+    report(true);
+    if (doneBytes() !== total) throw new AppError('INCOMPLETE', `the segments hold ${doneBytes()} of ${total} bytes`, { retryable: true });
+    return { size: total, total };
+  } catch (err) {
+    if (o.signal.aborted) throw o.signal.reason ?? err;
+    throw await classifyFailure(err, o.abs, url);
+  } finally {
+    for (const t of timers) clearInterval(t);
+    o.signal.removeEventListener('abort', onOuterAbort);
+    if (!local.signal.aborted) local.abort(new AppError('ABORTED', 'transfer over'));
+    await file.close().catch(() => undefined);
+    if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save();
+    await saving;
+  }
+}
+
+const END_OF_RANGE = Symbol('end of range');
+const pendingOf = (w: ChunkWriter): number => w.pending;
+
+function validMap(segments: Segment[], total: number): boolean {
+  let at = 0;
+  for (const s of [...segments].sort((a, b) => a.start - b.start)) {
+    if (s.start !== at || s.end <= s.start || s.done < 0 || s.done > s.end - s.start) return false;
+    at = s.end;
+  }
+  return at === total;
+}
+
+/** Asks for the first byte to learn the size, the validator and whether ranges are served; lays out the `.part`. */
+async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENTABLE> {
+  const { url } = o.source;
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(o.signal.reason);
+  o.signal.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => controller.abort(new AppError('STALLED', `no answer for ${Math.round(o.stallMs / 1000)} s`, { retryable: true })), o.stallMs);
+  try {
+    const res = await openStream(url, { headers: { Range: 'bytes=0-0' }, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: controller.signal });
+    if (res.status !== 206 && res.status !== 200) {
+      res.body.destroy();
+      throw failureFor(res, o.source);
+    }
+    await refuseNonFile(res, o.abs);
+    res.body.destroy();
+    const range = res.status === 206 ? parseContentRange(res.headers['content-range']) : undefined;
+    const total = range?.total ?? null;
+    const minSegment = o.minSegmentBytes ?? 4 * 1024 * 1024;
+    if (!range || total === null || total < 2 * minSegment) return NOT_SEGMENTABLE;
+    const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
+    if (expected) o.state.expected = { ...o.state.expected, ...expected };
+    const n = Math.max(1, Math.min(o.connections, Math.floor(total / minSegment)));
+    const size = Math.ceil(total / n);
+    const segments: Segment[] = Array.from({ length: n }, (_, i) => ({ start: i * size, end: Math.min(total, (i + 1) * size), done: 0 })).filter((s) => s.end > s.start);
+    const meta: PartMeta = {
+      url: redactUrl(url),
+      ...(res.headers.etag ? { etag: res.headers.etag } : {}),
+      ...(res.headers['last-modified'] ? { lastModified: res.headers['last-modified'] } : {}),
+      fileSize: total,
+      segments,
+    };
+    await removePart(o.abs);
+    const handle = await fsp.open(partPath(o.abs), 'w');
+    try {
+      await handle.truncate(total); // sparse: positional writes fill it in
+    } finally {
+      await handle.close();
+    }
+    await writeMeta(o.abs, meta);
+    return meta;
+  } catch (err) {
+    if (o.signal.aborted) throw o.signal.reason ?? err;
+    throw await classifyFailure(controller.signal.aborted ? controller.signal.reason : err, o.abs, url);
+  } finally {
+    clearTimeout(timer);
+    o.signal.removeEventListener('abort', onAbort);
+  }
+}
