@@ -18,6 +18,8 @@ export interface AppDeps {
   store: StatusStore;
   downloader: Downloader;
   log: Logger;
+  /** Starts a download from a request: settles the file name (see intake.ts). @default downloader.add */
+  intake?: (req: AddRequest) => Promise<AddResult>;
   /** Folder of the page. @default <repo>/static */
   staticDir?: string;
 }
@@ -40,6 +42,7 @@ export function addAnswer(ctx: Context, result: AddResult): void {
 /** Builds the Koa app: routes, security checks and the one error middleware. Does not listen. */
 export function createApp(deps: AppDeps): Koa {
   const { config, store, downloader, log } = deps;
+  const add = deps.intake ?? (async (req: AddRequest) => downloader.add(req));
   const app = new Koa();
   app.proxy = false;
   app.silent = true;
@@ -94,7 +97,7 @@ export function createApp(deps: AppDeps): Koa {
 
   router.post('/api/downloads', async (ctx) => {
     const body = await readBody(ctx);
-    addAnswer(ctx, downloader.add(body as unknown as AddRequest));
+    addAnswer(ctx, await add(body as unknown as AddRequest));
   });
 
   router.get('/api/downloads/:id', (ctx) => {

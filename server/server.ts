@@ -3,8 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import type { Config } from './config';
 import { Downloader, type DownloaderOptions } from './downloader/downloader';
+import { intake } from './intake';
 import type { Logger } from './logger';
 import { resolveDest } from './paths';
+import type { AddRequest } from './protocol';
+import { createSources } from './sources';
 import { StatusStore } from './status-store';
 import { WsHub } from './ws-hub';
 
@@ -44,6 +47,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
   };
   const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
   await store.load();
+  const sources = createSources(config);
   const downloader = new Downloader({
     store,
     log,
@@ -52,14 +56,16 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     connections: config.connections,
     staleMinutes: config.staleMinutes,
     retentionHours: config.retentionHours,
+    resolveSource: sources.resolve,
     ...options.downloader,
   });
-  const app = createApp({ config, store, downloader, log, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
+  const add = (req: AddRequest) => intake(req, { downloader, sources, modelsDir: config.modelsDir });
+  const app = createApp({ config, store, downloader, log, intake: add, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
   const server = http.createServer(app.callback());
   // Long-lived streams are fine; a client that never finishes its request headers is not.
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
-  const hub = new WsHub(server, { config, store, downloader, log, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
+  const hub = new WsHub(server, { config, store, downloader, log, intake: add, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
     ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
   });
 

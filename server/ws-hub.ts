@@ -5,7 +5,7 @@ import type { Config } from './config';
 import type { Downloader } from './downloader/downloader';
 import { AppError } from './errors';
 import type { Logger } from './logger';
-import type { AddRequest, ClientCommand, Entry, ServerMessage } from './protocol';
+import type { AddRequest, AddResult, ClientCommand, Entry, ServerMessage } from './protocol';
 import { checkHost, checkOrigin, checkToken } from './security';
 import type { StatusStore } from './status-store';
 
@@ -16,6 +16,8 @@ export interface HubOptions {
   store: StatusStore;
   downloader: Downloader;
   log: Logger;
+  /** Starts a download for the `start` command: settles the file name (see intake.ts). @default downloader.add */
+  intake?: (req: AddRequest) => Promise<AddResult>;
   /** Ping period; a peer that misses one pong is dropped. @default 30000 */
   heartbeatMs?: number;
   /** Bytes queued for a client beyond which its updates are coalesced. @default 256 KiB */
@@ -181,8 +183,12 @@ export class WsHub {
       const d = this.o.downloader;
       switch (cmd.type) {
         case 'start': {
-          const result = d.add(cmd as AddRequest);
-          this.reply(c, { type: 'ack', request_id: requestId, status: result.outcome, download: result.download });
+          // May ask the source for the file's name first: answered when that is done.
+          const add = this.o.intake ?? (async (req: AddRequest) => d.add(req));
+          add(cmd as AddRequest).then(
+            (result) => this.reply(c, { type: 'ack', request_id: requestId, status: result.outcome, download: result.download }),
+            (err: unknown) => this.replyError(c, requestId, err),
+          );
           return;
         }
         case 'pause':
@@ -198,9 +204,13 @@ export class WsHub {
           throw new AppError('UNKNOWN_COMMAND', `Unknown message type ${JSON.stringify((cmd as { type?: unknown }).type)}; expected start, pause, resume, cancel, retry or clear_completed`, { status: 400 });
       }
     } catch (err) {
-      const e = err instanceof AppError ? err : new AppError('INTERNAL', 'Internal error; see the server log');
-      if (!(err instanceof AppError)) this.o.log.error(`WebSocket command failed: ${(err as Error).stack ?? String(err)}`);
-      this.reply(c, { type: 'error', request_id: requestId, error: e.toJSON() });
+      this.replyError(c, requestId, err);
     }
+  }
+
+  private replyError(c: Client, requestId: string | null, err: unknown): void {
+    const e = err instanceof AppError ? err : new AppError('INTERNAL', 'Internal error; see the server log');
+    if (!(err instanceof AppError)) this.o.log.error(`WebSocket command failed: ${(err as Error).stack ?? String(err)}`);
+    this.reply(c, { type: 'error', request_id: requestId, error: e.toJSON() });
   }
 }
