@@ -3,6 +3,8 @@ import Router from '@koa/router';
 import Koa, { type Context } from 'koa';
 import serve from 'koa-static';
 import { readBody } from './body';
+import type { Catalog } from './catalog';
+import { registerCatalogRoutes } from './catalog-routes';
 import type { Config } from './config';
 import type { Downloader } from './downloader/downloader';
 import { toStatusView } from './entry';
@@ -20,13 +22,23 @@ export interface AppDeps {
   log: Logger;
   /** Starts a download from a request: settles the file name (see intake.ts). @default downloader.add */
   intake?: (req: AddRequest) => Promise<AddResult>;
+  /** The model catalog; without it there are no catalog routes. */
+  catalog?: Catalog;
   /** Folder of the page. @default <repo>/static */
   staticDir?: string;
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-/** Paths open without API_TOKEN: the page itself and the health check. */
-const isOpenPath = (p: string): boolean => p === '/healthz' || !(p === '/status' || p.startsWith('/api/') || p === '/clear_completed' || p === '/download' || p === '/ws');
+/** The seed's routes outside /api/, which need API_TOKEN like the rest of the API. */
+const SEED_API = new Set(['/status', '/clear_completed', '/download', '/ws', '/get_model_configs', '/add_model', '/edit_model', '/delete_model']);
+/**
+ * Paths open without API_TOKEN: the page itself and the health check. Compared as the router
+ * matches them (case-insensitive, trailing slash optional), so `/STATUS/` is not a way around it.
+ */
+const isOpenPath = (raw: string): boolean => {
+  const p = raw.toLowerCase().replace(/\/+$/, '');
+  return p === '/healthz' || !(p.startsWith('/api/') || p === '/api' || SEED_API.has(p));
+};
 
 /** Answers of `POST /api/downloads` (and `POST /download`): the same everywhere. */
 export function addAnswer(ctx: Context, result: AddResult): void {
@@ -120,6 +132,10 @@ export function createApp(deps: AppDeps): Koa {
   router.get('/api/folders', (ctx) => {
     ctx.body = { folders: listFolders(config.modelsDir) };
   });
+
+  if (deps.catalog) {
+    registerCatalogRoutes(router, { catalog: deps.catalog, modelsDir: config.modelsDir, start: async (ctx, req) => addAnswer(ctx, await add(req)) });
+  }
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));

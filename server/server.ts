@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
+import { Catalog } from './catalog';
 import type { Config } from './config';
 import { Downloader, type DownloaderOptions } from './downloader/downloader';
 import { intake } from './intake';
@@ -47,6 +48,8 @@ export async function startServer(config: Readonly<Config>, options: StartOption
   };
   const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
   await store.load();
+  const catalog = new Catalog({ file: config.catalogFile, modelsDir: config.modelsDir, log });
+  await catalog.open();
   const sources = createSources(config);
   const downloader = new Downloader({
     store,
@@ -60,7 +63,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     ...options.downloader,
   });
   const add = (req: AddRequest) => intake(req, { downloader, sources, modelsDir: config.modelsDir });
-  const app = createApp({ config, store, downloader, log, intake: add, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
+  const app = createApp({ config, store, downloader, log, intake: add, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
   const server = http.createServer(app.callback());
   // Long-lived streams are fine; a client that never finishes its request headers is not.
   server.headersTimeout = 30_000;
@@ -88,6 +91,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       await hub.close();
       await downloader.close();
       await store.close();
+      await catalog.close();
       server.closeAllConnections();
       await stopped;
     })());
