@@ -1,7 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 
 export interface ChunkWriterOptions {
-  /** Bytes buffered (gathering plus in flight) beyond which the source should pause. @default 16 MiB */
+  /** Bytes buffered (gathering plus in flight) beyond which the source should pause. @default 4 MiB */
   highWaterMark?: number;
 }
 
@@ -28,7 +28,9 @@ export class ChunkWriter {
     private readonly start: number,
     options: ChunkWriterOptions = {},
   ) {
-    this.highWaterMark = options.highWaterMark ?? 16 * 1024 * 1024;
+    // 4 MiB measured best on a 1 GiB loopback download: 16 MiB kept enough buffers alive to push
+    // them into the old generation (a third of the CPU went to GC), 1 MiB paused the socket too often.
+    this.highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024;
   }
 
   /** Bytes queued or being written, not yet counted in `written`. */

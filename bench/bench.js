@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+// npm run bench — Model Downloader measured side by side with curl (and aria2c where installed).
+// Prints a table and writes bench/results.json. It never asserts: numbers are for reading.
+//   --quick      smaller files and fewer rounds (a smoke run)
+//   --rounds N   rounds of the single-connection comparison (default 3)
+'use strict';
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const WebSocket = require('ws');
+const { serve } = require('./source-server');
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const rounds = Number(args[args.indexOf('--rounds') + 1]) || (quick ? 1 : 3);
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const MAIN = path.join(__dirname, '..', 'dist', 'server', 'main.js');
+const work = fs.mkdtempSync(path.join(process.env.BENCH_DIR || os.tmpdir(), 'md-bench-'));
+const has = (cmd) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TCK = 100; // clock ticks a second (Linux)
+const cpuOf = (pid) => {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / TCK;
+};
+const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
+
+async function startSource() {
+  const server = http.createServer(serve);
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** The service as `npm start` runs it, in its own folders. */
+async function startService(env = {}) {
+  const dir = fs.mkdtempSync(path.join(work, 'svc-'));
+  const proc = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH, PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const url = await new Promise((resolve, reject) => {
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /serving (http:\/\/[^/\s]+)\//.exec(out);
+      if (m) resolve(m[1]);
+    });
+    proc.once('exit', (code) => reject(new Error(`service exited ${code}: ${out}`)));
+  });
+  const api = async (method, p, body) => {
+    const res = await fetch(url + p, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+    return res.json();
+  };
+  return {
+    url, dir, pid: proc.pid, api,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One download through the service; seconds to the end of the transfer and to the durable file. */
+async function mdDownload(svc, url, filename) {
+  const t0 = performance.now();
+  const { download } = await svc.api('POST', '/api/downloads', { url, folder: 'checkpoints', filename, overwrite: true });
+  let transfer;
+  for (;;) {
+    const { download: d } = await svc.api('GET', `/api/downloads/${download.id}`);
+    if (!transfer && (d.status === 'verifying' || d.status === 'completed')) transfer = (performance.now() - t0) / 1000;
+    if (d.status === 'completed') break;
+    if (d.status === 'error') throw new Error(d.error.message);
+    await sleep(10);
+  }
+  const total = (performance.now() - t0) / 1000;
+  await svc.api('DELETE', `/api/downloads/${download.id}`);
+  fs.rmSync(path.join(svc.dir, 'models', 'checkpoints', filename), { force: true });
+  return { transfer, total };
+}
+
+/** A command under /usr/bin/time: wall and CPU seconds. */
+function timed(cmd, argv) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/time', ['-f', '%e %U %S', cmd, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.once('exit', (code) => {
+      const m = /([\d.]+) ([\d.]+) ([\d.]+)\s*$/.exec(err.trim());
+      if (code !== 0 || !m) reject(new Error(`${cmd} failed (${code}): ${err}`));
+      else resolve({ wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]) });
+    });
+  });
+}
+
+async function curlDownload(url, file) {
+  const t0 = performance.now();
+  const c = await timed('curl', ['-s', '-f', '-o', file, url]);
+  const t1 = performance.now();
+  execFileSync('sync', [file]);
+  const total = (performance.now() - t0) / 1000;
+  fs.rmSync(file, { force: true });
+  return { transfer: (t1 - t0) / 1000, total, cpu: c.cpu };
+}
+
+async function singleConnection(source, results) {
+  const size = quick ? 256 * MiB : GiB;
+  const url = `${source.url}/gen/${size}/model.bin`;
+  const svc = await startService({ CONNECTIONS: '1' });
+  const md = [], curl = [], mdCpu = [];
+  for (let r = 0; r < rounds; r++) {
+    // Alternate who goes first: the page cache and writeback of one run must not favour the other.
+    const order = r % 2 === 0 ? ['curl', 'md'] : ['md', 'curl'];
+    for (const who of order) {
+      if (who === 'curl') curl.push(await curlDownload(url, path.join(work, 'curl.bin')));
+      else {
+        const c0 = cpuOf(svc.pid);
+        md.push(await mdDownload(svc, url, 'md.bin'));
+        mdCpu.push(cpuOf(svc.pid) - c0);
+      }
+    }
+  }
+  await svc.stop();
+  const gb = size / GiB;
+  const row = {
+    size_bytes: size, rounds,
+    md_MBps: size / MiB / median(md.map((x) => x.total)),
+    curl_MBps: size / MiB / median(curl.map((x) => x.total)),
+    md_transfer_MBps: size / MiB / median(md.map((x) => x.transfer)),
+    curl_transfer_MBps: size / MiB / median(curl.map((x) => x.transfer)),
+    md_cpu_s_per_GB: median(mdCpu) / gb,
+    curl_cpu_s_per_GB: median(curl.map((x) => x.cpu)) / gb,
+  };
+  row.ratio = row.md_MBps / row.curl_MBps;
+  row.raw_ratio = row.md_transfer_MBps / row.curl_transfer_MBps;
+  row.cpu_ratio = row.md_cpu_s_per_GB / row.curl_cpu_s_per_GB;
+  results.single = row;
+}
+
+async function cappedSource(source, results) {
+  const cap = 20 * 1000 * 1000;
+  const size = quick ? 64 * MiB : 256 * MiB;
+  const url = `${source.url}/gen/${size}/capped.bin?cap=${cap}`;
+  const svc = await startService({ CONNECTIONS: '8' });
+  const md = await mdDownload(svc, url, 'capped.bin');
+  await svc.stop();
+  const row = { cap_MBps: cap / MiB, size_bytes: size, md_MBps: size / MiB / md.total, target_MBps: (0.9 * 8 * cap) / MiB };
+  const curl = await curlDownload(url, path.join(work, 'capped-curl.bin'));
+  row.curl_MBps = size / MiB / curl.total;
+  if (has('aria2c')) {
+    const t0 = performance.now();
+    await timed('aria2c', ['-q', '-x8', '-s8', '-k1M', '--file-allocation=none', '--allow-overwrite=true', '-d', work, '-o', 'capped-aria.bin', url]);
+    execFileSync('sync', [path.join(work, 'capped-aria.bin')]);
+    row.aria2c_MBps = size / MiB / ((performance.now() - t0) / 1000);
+    fs.rmSync(path.join(work, 'capped-aria.bin'), { force: true });
+  }
+  results.capped = row;
+}
+
+async function memory(source, results) {
+  const size = quick ? GiB : 4 * GiB;
+  const svc = await startService();
+  const before = peakRss(svc.pid);
+  const md = await mdDownload(svc, `${source.url}/gen/${size}/big.bin`, 'big.bin');
+  results.memory = { size_bytes: size, rss_before_MB: before / MiB, peak_rss_MB: peakRss(svc.pid) / MiB, MBps: size / MiB / md.total };
+  await svc.stop();
+}
+
+async function fanOut(source, results) {
+  const clients = 1000;
+  const svc = await startService({ CONNECTIONS: '1', MAX_CONCURRENT: '4' });
+  const sockets = [];
+  const latencies = [];
+  let messages = 0;
+  for (let i = 0; i < clients; i++) {
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/ws`);
+    ws.on('message', (data) => {
+      const m = JSON.parse(data);
+      if (m.type !== 'update') return;
+      messages++;
+      latencies.push(Date.now() - m.download.timestamp * 1000);
+    });
+    ws.on('error', () => undefined);
+    sockets.push(ws);
+  }
+  await Promise.all(sockets.map((ws) => new Promise((r) => (ws.readyState === 1 ? r() : ws.once('open', r)))));
+  const size = 200 * MiB;
+  for (let i = 0; i < 4; i++) await svc.api('POST', '/api/downloads', { url: `${source.url}/gen/${size}/fan${i}.bin?cap=${20e6}`, folder: 'loras' });
+  await sleep(1000);
+  latencies.length = 0;
+  messages = 0;
+  const c0 = cpuOf(svc.pid);
+  const t0 = performance.now();
+  await sleep(quick ? 3000 : 5000);
+  const secs = (performance.now() - t0) / 1000;
+  results.fanout = {
+    clients,
+    msgs_per_client_per_s: messages / clients / secs,
+    latency_p50_ms: pct(latencies, 50),
+    latency_p99_ms: pct(latencies, 99),
+    server_cpu_cores: (cpuOf(svc.pid) - c0) / secs,
+  };
+  for (const ws of sockets) ws.terminate();
+  await svc.stop();
+}
+
+async function persistence(source, results) {
+  const svc = await startService({ CONNECTIONS: '1', MAX_CONCURRENT: '8' });
+  let writes = 0;
+  const watcher = fs.watch(svc.dir, (event, name) => {
+    if (event === 'rename' && name === 'status.json') writes++;
+  });
+  for (let i = 0; i < 8; i++) await svc.api('POST', '/api/downloads', { url: `${source.url}/gen/${100 * MiB}/p${i}.bin?cap=${10e6}`, folder: 'loras' });
+  await sleep(1000);
+  writes = 0;
+  const t0 = performance.now();
+  await sleep(quick ? 2000 : 4000);
+  results.persistence = { downloads: 8, status_writes_per_s: writes / ((performance.now() - t0) / 1000) };
+  watcher.close();
+  await svc.stop();
+}
+
+async function refresh(results) {
+  const dir = fs.mkdtempSync(path.join(work, 'refresh-'));
+  const t = Date.now() / 1000;
+  const entries = {};
+  for (let i = 0; i < 1000; i++) {
+    entries[`loras/model-${i}.safetensors`] = { id: `id${i}`, url: `https://huggingface.co/org/repo/resolve/main/model-${i}.safetensors`, status: 'completed', progress: 100, downloaded: 1e9, file_size: 1e9, speed: 0, eta: null, start_time: t, timestamp: t, completion_time: t, attempts: 1 };
+  }
+  fs.writeFileSync(path.join(dir, 'status.json'), JSON.stringify(entries));
+  const svc = await startService({ STATUS_FILE: path.join(dir, 'status.json') });
+  const times = [];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/ws`);
+    const snap = await new Promise((r) => ws.once('message', (d) => r(JSON.parse(d))));
+    times.push(performance.now() - t0);
+    if (snap.downloads.length !== 1000) throw new Error(`snapshot had ${snap.downloads.length} entries`);
+    ws.terminate();
+  }
+  results.refresh = { entries: 1000, connect_to_snapshot_ms_p50: median(times), connect_to_snapshot_ms_max: Math.max(...times) };
+  await svc.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+const f1 = (n) => (n === undefined ? '—' : n.toFixed(n < 10 ? 2 : 1));
+
+async function main() {
+  const results = { machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memory_GB: Math.round(os.totalmem() / GiB), node: process.version, date: new Date().toISOString() } };
+  const source = await startSource();
+  try {
+    for (const [name, run] of [['single connection vs curl', () => singleConnection(source, results)], ['capped source', () => cappedSource(source, results)], ['memory', () => memory(source, results)], ['fan-out', () => fanOut(source, results)], ['persistence', () => persistence(source, results)], ['refresh', () => refresh(results)]]) {
+      process.stderr.write(`… ${name}\n`);
+      await run();
+    }
+  } finally {
+    await source.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  const s = results.single, c = results.capped, m = results.memory, fo = results.fanout, p = results.persistence, r = results.refresh;
+  const rows = [
+    ['1. single connection, durable file (MB/s)', `${f1(s.md_MBps)} vs curl+sync ${f1(s.curl_MBps)}`, `ratio ${f1(s.ratio)} (target ≥ 0.9)`],
+    ['   transfer only, before fsync (MB/s)', `${f1(s.md_transfer_MBps)} vs curl ${f1(s.curl_transfer_MBps)}`, `ratio ${f1(s.raw_ratio)}`],
+    ['4. CPU seconds per GB', `${f1(s.md_cpu_s_per_GB)} vs curl ${f1(s.curl_cpu_s_per_GB)}`, `ratio ${f1(s.cpu_ratio)} (target ≤ 1.5)`],
+    [`2. capped ${f1(c.cap_MBps)} MB/s per connection, 8 connections (MB/s)`, `${f1(c.md_MBps)} vs curl ${f1(c.curl_MBps)}${c.aria2c_MBps ? ` vs aria2c -x8 ${f1(c.aria2c_MBps)}` : ' (aria2c not installed)'}`, `target ≥ ${f1(c.target_MBps)}`],
+    [`3. peak RSS downloading ${m.size_bytes / GiB} GiB (MB)`, f1(m.peak_rss_MB), 'target < 150'],
+    [`5. fan-out, ${fo.clients} subscribers, 4 downloads`, `${f1(fo.msgs_per_client_per_s)} msg/s/client, p50 ${f1(fo.latency_p50_ms)} ms, p99 ${f1(fo.latency_p99_ms)} ms, server ${f1(fo.server_cpu_cores)} cores`, 'p99 < 100 ms, < 1 core'],
+    ['6. status-file writes/s, 8 downloads', f1(p.status_writes_per_s), 'target ≤ 4'],
+    ['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50'],
+  ];
+  const w = Math.max(...rows.map((x) => x[0].length));
+  console.log(`\nModel Downloader bench — ${results.machine.cpus} × ${results.machine.cpu}, node ${results.machine.node}${quick ? ' (quick)' : ''}`);
+  for (const [a, b, t] of rows) console.log(`${a.padEnd(w)}  ${b}  [${t}]`);
+  fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  console.log('\nwritten to bench/results.json');
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
