@@ -140,3 +140,18 @@ test('a .part begun on one connection continues on several, keeping its bytes', 
   expect(sha(await fs.readFile(path.join(srv.modelsDir, 'loras/grow.bin')))).toBe(f.sha256);
   await fs.rm(one.dir, { recursive: true, force: true }).catch(() => undefined);
 });
+
+test('a range that fails for good stops the other connections and ends in a clear error', async () => {
+  srv = await start();
+  const f = files.addFile('/gone.bin', { size: 4 * 1024 * KiB, throttle: 512 * KiB });
+  files.fault('/gone.bin', {}, {}, { status: 404 }); // the probe, one range, then a 404 for the next
+  const res = await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' });
+  const id = res.body.download.id as string;
+  const failed = await waitFor(() => (srv!.store.getById(id)?.status === 'error' ? srv!.store.getById(id) : undefined), 'the error');
+  expect(failed.error).toMatchObject({ code: 'HTTP_404' });
+  await waitFor(() => !srv!.downloader.isLive('loras/gone.bin'), 'the job to end');
+  // Every connection was stopped: nothing is still being sent.
+  await waitFor(() => files.requests.filter((r) => r.path === '/gone.bin').every((r) => r.finished || r.status !== 206 || r.bytesSent < f.size), 'the ranges to stop');
+  const sent = files.requests.filter((r) => r.path === '/gone.bin').reduce((n, r) => n + r.bytesSent, 0);
+  expect(sent).toBeLessThan(f.size / 2); // without the stop, the other ranges would run to their end
+});

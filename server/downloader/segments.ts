@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
 import { redactUrl } from '../url-policy';
 import { ChunkWriter } from './chunk-writer';
@@ -172,12 +173,14 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
           } catch (err) {
             if (local.signal.aborted) throw local.signal.reason;
             const e = await classifyFailure(err, o.abs, url);
-            if (e.code === 'CHANGED_UPSTREAM' || !e.retryable) throw e;
             failures = seg.done > before ? 1 : failures + 1;
-            const wait = retryDelay({ failures, retryable: true, ...(e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter }) }, o.retry);
-            if (wait === undefined) throw e;
+            const wait = e.code === 'CHANGED_UPSTREAM' ? undefined : retryDelay({ failures, retryable: e.retryable, ...(e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter }) }, o.retry);
+            if (wait === undefined) {
+              local.abort(e); // the other connections stop too: this attempt has failed
+              throw e;
+            }
             o.log?.(`${path.basename(o.abs)}: range ${seg.start + seg.done}-${seg.end - 1}: ${e.message}; retrying in ${(wait / 1000).toFixed(1)} s`);
-            await new Promise((resolve) => setTimeout(resolve, wait));
+            await delay(wait, undefined, { signal: local.signal }); // a pause or shutdown must not wait out a backoff
             l.lastData = Date.now();
           }
         }
@@ -191,11 +194,9 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.onStart(doneBytes(), total);
     const workers = Array.from({ length: o.connections }, () => worker());
     const results = await Promise.allSettled(workers);
+    if (local.signal.aborted) throw local.signal.reason; // the first failure (or a stall) is the reason
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      local.abort(failed.reason);
-      throw failed.reason;
-    }
+    if (failed) throw failed.reason;
     report(true);
     if (doneBytes() !== total) throw new AppError('INCOMPLETE', `the segments hold ${doneBytes()} of ${total} bytes`, { retryable: true });
     return { size: total, total };
