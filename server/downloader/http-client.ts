@@ -29,7 +29,9 @@ export interface OpenedResponse {
 
 // Keep-alive agents whose DNS lookup refuses link-local and metadata addresses, so neither a
 // redirect nor a DNS answer can lead a download there.
-const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup } as const;
+// At most 16 connections to one host, whatever MAX_CONCURRENT × CONNECTIONS says: more gains
+// nothing and gets a client throttled or banned by a CDN (aria2 caps at 16 as well).
+const agentOptions = { keepAlive: true, maxSockets: 16, lookup: guardedLookup } as const;
 const httpAgent = new http.Agent(agentOptions);
 const httpsAgent = new https.Agent(agentOptions);
 
