@@ -73,19 +73,29 @@ async function startService(env = {}) {
   };
 }
 
-/** One download through the service; seconds to the end of the transfer and to the durable file. */
+/**
+ * One download through the service; seconds to the end of the transfer and to the durable file.
+ * Watched over the WebSocket, as the page does: polling the API would itself cost the service CPU.
+ */
 async function mdDownload(svc, url, filename) {
+  const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/ws`);
+  await new Promise((r) => ws.once('message', r)); // the snapshot
   const t0 = performance.now();
-  const { download } = await svc.api('POST', '/api/downloads', { url, folder: 'checkpoints', filename, overwrite: true });
   let transfer;
-  for (;;) {
-    const { download: d } = await svc.api('GET', `/api/downloads/${download.id}`);
-    if (!transfer && (d.status === 'verifying' || d.status === 'completed')) transfer = (performance.now() - t0) / 1000;
-    if (d.status === 'completed') break;
-    if (d.status === 'error') throw new Error(d.error.message);
-    await sleep(10);
-  }
+  const done = new Promise((resolve, reject) => {
+    ws.on('message', (data) => {
+      const m = JSON.parse(data);
+      if (m.type !== 'update' || m.download.filename !== filename) return;
+      const d = m.download;
+      if (!transfer && (d.status === 'verifying' || d.status === 'completed')) transfer = (performance.now() - t0) / 1000;
+      if (d.status === 'completed') resolve(d);
+      if (d.status === 'error') reject(new Error(d.error.message));
+    });
+  });
+  const { download } = await svc.api('POST', '/api/downloads', { url, folder: 'checkpoints', filename, overwrite: true });
+  await done;
   const total = (performance.now() - t0) / 1000;
+  ws.terminate();
   await svc.api('DELETE', `/api/downloads/${download.id}`);
   fs.rmSync(path.join(svc.dir, 'models', 'checkpoints', filename), { force: true });
   return { transfer, total };
