@@ -1,0 +1,173 @@
+import { execFileSync, spawn } from 'node:child_process';
+import path from 'node:path';
+import { parseArgs, UsageError } from '../../cli/args';
+import { createRenderer, line } from '../../cli/render';
+import type { Entry } from '../../server/protocol';
+import { startFileServer, type FileServer } from '../helpers/file-server';
+import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const MAIN = path.join(ROOT, 'dist', 'cli', 'cli', 'main.js');
+
+beforeAll(() => {
+  // What `npm run cli` does first; into dist/cli/ only, so the server build under test is untouched.
+  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.cli.json'], { cwd: ROOT, stdio: 'inherit' });
+}, 60_000);
+
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs the built CLI as a child; `onOutput` sees stdout as it grows. */
+function cli(args: string[], env: Record<string, string> = {}, onOutput?: (out: string) => void): Promise<Run> {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    onOutput?.(out);
+  });
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
+}
+
+let files: FileServer;
+let srv: TestServer;
+beforeEach(async () => {
+  files = await startFileServer();
+});
+afterEach(async () => {
+  await srv?.stop();
+  await files.close();
+});
+
+test('watch draws bars until the downloads are done and exits 0', async () => {
+  // The transfer hangs mid-file (no stall timeout) until the watcher has drawn it: no race with a fast download.
+  srv = await startTestServer({ CONNECTIONS: '1' }, { downloader: { stallMs: 60_000 } });
+  const f = files.addFile('/flux-lora.safetensors', { size: 600_000 });
+  files.fault('/flux-lora.safetensors', { stallAfter: 200_000 });
+  const { body } = await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' });
+  await files.waitForBytes('/flux-lora.safetensors', 200_000);
+  await waitFor(() => srv.store.getById(body.download.id)?.status === 'downloading', 'the transfer');
+
+  let released = false;
+  const run = await cli(['watch', '--server', srv.url], {}, (out) => {
+    if (!released && out.includes('loras/flux-lora.safetensors')) {
+      released = true;
+      files.releaseStalls();
+    }
+  });
+  expect(run.err).toBe('');
+  expect(run.code).toBe(0);
+  expect(run.out).toMatch(/↓ loras\/flux-lora\.safetensors +\[#*-+\] +\d{1,2}% .* ETA /); // a bar on its way
+  expect(run.out).toMatch(/✓ loras\/flux-lora\.safetensors +\[#{24}\] 100% +586 KB \/ 586 KB +completed/);
+  expect(run.out).toContain('Done: 1 completed.');
+  expect(srv.store.getById(body.download.id)?.status).toBe('completed');
+});
+
+test('watch exits 1 when a download it watched fails, and says why', async () => {
+  srv = await startTestServer({ CONNECTIONS: '1' }, { downloader: { stallMs: 60_000 } });
+  const f = files.addFile('/gone.safetensors', { size: 300_000 });
+  files.fault('/gone.safetensors', { stallAfter: 1000 }, { status: 404 });
+  const { body } = await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' });
+  await files.waitForBytes('/gone.safetensors', 1000);
+  await waitFor(() => srv.store.getById(body.download.id)?.status === 'downloading', 'the transfer');
+  let released = false;
+  const run = await cli(['watch', '--server', srv.url], {}, (out) => {
+    if (!released && out.includes('loras/gone.safetensors')) {
+      released = true;
+      files.releaseStalls();
+    }
+  });
+  expect(run.code).toBe(1);
+  expect(run.out).toContain('Done: 0 completed, 1 failed.');
+  expect(run.out).toMatch(/✗ loras\/gone\.safetensors: .*404.* \(HTTP_404\)/);
+});
+
+test('add starts a download, status lists it (also as JSON), and refusals exit 1 with the reason', async () => {
+  srv = await startTestServer();
+  const f = files.addFile('/upscaler-x4.pth', { size: 50_000 });
+  const added = await cli(['add', f.url, '--folder', 'upscale_models', '--sha256', f.sha256, '--server', srv.url]);
+  expect(added).toMatchObject({ code: 0, err: '' });
+  expect(added.out).toContain('Started: upscale_models/upscaler-x4.pth');
+  await waitFor(() => srv.store.all()[0]?.status === 'completed', 'the download');
+
+  const again = await cli(['add', f.url, '--folder', 'upscale_models', '--server', srv.url]);
+  expect(again.out).toContain('Already there: upscale_models/upscaler-x4.pth');
+
+  const json = await cli(['status', '--json', '--server', srv.url]);
+  expect(json.code).toBe(0);
+  expect(JSON.parse(json.out)).toEqual({ downloads: [expect.objectContaining({ dest: 'upscale_models/upscaler-x4.pth', status: 'completed', sha256: f.sha256 })] });
+  const text = await cli(['status', '--server', srv.url]);
+  expect(text.out).toMatch(/^✓ upscale_models\/upscaler-x4\.pth .* 100% .*completed\n$/);
+
+  const refused = await cli(['add', f.url, '--folder', '../etc', '--server', srv.url]);
+  expect(refused.code).toBe(1);
+  expect(refused.err).toMatch(/^error: .*\(INVALID_PATH\)\n$/);
+});
+
+test('API_TOKEN from the environment opens a protected server, over HTTP and the WebSocket', async () => {
+  srv = await startTestServer({ API_TOKEN: 'sesame' });
+  const without = await cli(['status', '--server', srv.url]);
+  expect(without.code).toBe(2);
+  expect(without.err).toContain('set API_TOKEN');
+  const watchWithout = await cli(['watch', '--server', srv.url]);
+  expect(watchWithout.code).toBe(2);
+  expect(watchWithout.err).toContain('set API_TOKEN');
+
+  expect(await cli(['status', '--server', srv.url], { API_TOKEN: 'sesame' })).toEqual({ code: 0, out: 'No downloads.\n', err: '' });
+  expect(await cli(['watch', '--server', srv.url], { API_TOKEN: 'sesame' })).toEqual({ code: 0, out: 'No active downloads.\n', err: '' });
+});
+
+test('a server that is not there is said so, with exit code 2', async () => {
+  const run = await cli(['watch', '--server', 'http://127.0.0.1:9']);
+  expect(run.code).toBe(2);
+  expect(run.err).toContain('Cannot reach http://127.0.0.1:9/');
+});
+
+describe('pieces', () => {
+  const entry = (patch: Partial<Entry>): Entry => ({
+    id: 'a', dest: 'loras/x.safetensors', folder: 'loras', filename: 'x.safetensors', url: 'http://h/x', status: 'downloading', progress: 50,
+    downloaded: 512 * 1024 * 1024, file_size: 1024 * 1024 * 1024, speed: 10 * 1024 * 1024, eta: 51.2, start_time: 0, timestamp: 0, attempts: 1, ...patch,
+  });
+
+  test('a line has the bar, percent, bytes, speed and ETA; an error line has the message', () => {
+    expect(line(entry({}))).toBe('↓ loras/x.safetensors                  [############------------]  50%  512 MB / 1.00 GB      10.0 MB/s  ETA 52 s');
+    expect(line(entry({ status: 'error', error: { code: 'HTTP_401', message: 'Hugging Face answered 401' } }))).toContain('error: Hugging Face answered 401');
+    expect(line(entry({}), { unicode: true, columns: 40 })).toHaveLength(40);
+  });
+
+  test('a terminal gets its lines redrawn in place; a pipe gets a line per change', () => {
+    let t = 0;
+    const tty: string[] = [];
+    const r = createRenderer({ isTTY: true, write: (s) => tty.push(s) }, () => t);
+    r.draw([entry({ progress: 10 })]);
+    t += 50;
+    r.draw([entry({ progress: 20 })]); // throttled
+    t += 100;
+    r.finish([entry({ status: 'completed', progress: 100 })]);
+    expect(tty).toHaveLength(2);
+    expect(tty[1]).toMatch(/^\x1b\[1A\r\x1b\[2K✓ /);
+
+    const pipe: string[] = [];
+    const p = createRenderer({ write: (s) => pipe.push(s) }, () => t);
+    p.draw([entry({ progress: 10 })]);
+    p.draw([entry({ progress: 11 })]); // same status, less than a second later
+    t += 1000;
+    p.draw([entry({ progress: 12 })]);
+    p.draw([entry({ status: 'completed', progress: 100 })]);
+    expect(pipe.map((s) => s.slice(0, 1))).toEqual(['↓', '↓', '✓']);
+  });
+
+  test('arguments', () => {
+    expect(parseArgs(['add', 'https://h/x.bin', '--folder', 'loras'], { PORT: '9000', API_TOKEN: 't' })).toEqual({
+      command: 'add', url: 'https://h/x.bin', folder: 'loras', server: 'http://127.0.0.1:9000/', token: 't', json: false,
+    });
+    expect(parseArgs(['status', '--json', '--server', 'https://box.example/md'], {})).toMatchObject({ server: 'https://box.example/md/', json: true });
+    expect(() => parseArgs(['add'], {})).toThrow(UsageError);
+    expect(() => parseArgs(['watch', '--nope'], {})).toThrow(UsageError);
+    expect(() => parseArgs(['status', '--server', 'ftp://x'], {})).toThrow(UsageError);
+  });
+});
