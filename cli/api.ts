@@ -1,13 +1,18 @@
 import type { ErrorBody } from '../server/protocol';
 
-/** A failure the user can act on: its message is printed as it is. Exit code 1 for a refusal, 2 when the server cannot be used. */
+/**
+ * A failure the user can act on: its message is printed as it is. `refused` (exit code 1): the
+ * server said no; `unauthorized` and `unreachable` (exit code 2): the server cannot be used.
+ */
 export class CliError extends Error {
+  readonly exitCode: 1 | 2;
   constructor(
     message: string,
-    readonly exitCode: 1 | 2,
+    readonly kind: 'refused' | 'unauthorized' | 'unreachable',
   ) {
     super(message);
     this.name = 'CliError';
+    this.exitCode = kind === 'refused' ? 1 : 2;
   }
 }
 
@@ -16,7 +21,7 @@ export interface Api {
 }
 
 export const unauthorized = (server: string): CliError =>
-  new CliError(`${server} needs its API token: set API_TOKEN in the environment (the value the server was started with)`, 2);
+  new CliError(`${server} needs its API token: set API_TOKEN in the environment (the value the server was started with)`, 'unauthorized');
 
 /** JSON over HTTP to the server, with `Authorization: Bearer $API_TOKEN` when there is one. */
 export function createApi(server: string, token: string | undefined): Api {
@@ -31,7 +36,7 @@ export function createApi(server: string, token: string | undefined): Api {
         });
       } catch (err) {
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-        throw new CliError(`Cannot reach ${server}: ${cause?.code ?? cause?.message ?? (err as Error).message}. Is the server running (npm start)? Give its address with --server.`, 2);
+        throw new CliError(`Cannot reach ${server}: ${cause?.code ?? cause?.message ?? (err as Error).message}. Is the server running (npm start)? Give its address with --server.`, 'unreachable');
       }
       if (res.status === 401) throw unauthorized(server);
       const text = await res.text();
@@ -39,13 +44,13 @@ export function createApi(server: string, token: string | undefined): Api {
       try {
         parsed = text === '' ? undefined : JSON.parse(text);
       } catch {
-        throw new CliError(`${server} answered ${res.status} with something that is not JSON; is --server the Model Downloader?`, 2);
+        throw new CliError(`${server} answered ${res.status} with something that is not JSON; is --server the Model Downloader?`, 'unreachable');
       }
       const error = (parsed as Partial<ErrorBody> | undefined)?.error;
       if (res.status >= 400 && error?.message) {
         // 409 "already active" comes with the download: keep it for the caller.
         if (res.status === 409) return { status: res.status, body: parsed as T };
-        throw new CliError(`${error.message} (${error.code})`, 1);
+        throw new CliError(`${error.message} (${error.code})`, 'refused');
       }
       return { status: res.status, body: parsed as T };
     },

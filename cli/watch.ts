@@ -39,7 +39,7 @@ export function watch(o: WatchOptions): Promise<number> {
       const { body } = await o.api.request<{ downloads: Entry[] }>('GET', 'api/downloads');
       return { ok: true, downloads: body.downloads };
     } catch (err) {
-      return { ok: false, unauthorized: err instanceof CliError && err.message === unauthorized(o.server).message };
+      return { ok: false, unauthorized: err instanceof CliError && err.kind === 'unauthorized' };
     }
   };
   const client = new LiveClient({ url: wsUrl(o.server), WebSocket: Authed, probe, minBackoffMs: 250, maxBackoffMs: 4000, offlineAfter: 4 });
@@ -61,8 +61,8 @@ export function watch(o: WatchOptions): Promise<number> {
       if (info.state === 'live' || info.state === 'polling') everConnected = true;
       if (info.state === 'unauthorized') end(unauthorized(o.server));
       // Never connected: the server is not there. Once connected, a drop is waited out (a restart).
-      else if (!everConnected && info.failures >= 2) end(new CliError(`Cannot reach ${o.server}. Is the server running (npm start)? Give its address with --server.`, 2));
-      else if (info.state === 'offline') end(new CliError(`Lost ${o.server}: it did not come back after ${info.failures} attempts`, 2));
+      else if (!everConnected && info.failures >= 2) end(new CliError(`Cannot reach ${o.server}. Is the server running (npm start)? Give its address with --server.`, 'unreachable'));
+      else if (info.state === 'offline') end(new CliError(`Lost ${o.server}: it did not come back after ${info.failures} attempts`, 'unreachable'));
     });
 
     client.on('change', () => {
