@@ -47,7 +47,7 @@ async function startSource() {
 async function startService(env = {}) {
   const dir = fs.mkdtempSync(path.join(work, 'svc-'));
   const proc = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH, PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), ...env },
+    env: { PATH: process.env.PATH, PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parse as parseDisposition } from 'content-disposition';
 import type { Downloader } from './downloader/downloader';
 import { openStream, type OpenedResponse } from './downloader/http-client';
-import { failureFor } from './downloader/response';
+import { failureFor, refuseNonFile } from './downloader/response';
 import { AppError, badRequest } from './errors';
 import { filenameFromUrl, resolveDest, sanitizeFilename } from './paths';
 import type { AddRequest, AddResult } from './protocol';
@@ -96,30 +96,10 @@ async function probeName(source: Source, timeoutMs: number): Promise<string | un
     // carry the name (Civitai's storage paths are ids) relies on Content-Disposition alone.
     const final = source.nameInPath ? filenameFromUrl(res.url) : undefined;
     const name = nameFromDisposition(res.headers['content-disposition']) ?? (looksLikeFile(final) ? final : undefined);
-    await refuseNonFile(res, source, name);
+    await refuseNonFile(res, name ?? '', source);
     return name;
   } finally {
     res.body.destroy();
   }
 }
 
-/** A login page or a JSON error where a file was expected: refuse it now, with what the server said. */
-async function refuseNonFile(res: OpenedResponse, source: Source, name: string | undefined): Promise<void> {
-  const type = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  const kind = type === 'text/html' && !/\.html?$/i.test(name ?? '') ? 'page' : type === 'application/json' && !/\.json$/i.test(name ?? '') ? 'json' : undefined;
-  if (!kind) return;
-  let text = '';
-  try {
-    for await (const chunk of res.body) {
-      text += String(chunk);
-      if (text.length > 2000) break;
-    }
-  } catch {
-    // what arrived is enough
-  }
-  const said = kind === 'page' ? (/<title[^>]*>([^<]{1,200})/i.exec(text)?.[1]?.trim() ?? '') : text.replace(/\s+/g, ' ').trim().slice(0, 200);
-  const message =
-    source.describeNonFile?.(kind, said) ??
-    `${res.url.host} answered with ${kind === 'page' ? 'a web page' : 'a JSON message'} instead of a file${said ? ` (${said})` : ''}: usually a login page or an error; check the URL`;
-  throw new AppError('NOT_A_FILE', message, { status: 400 });
-}

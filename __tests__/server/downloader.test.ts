@@ -253,3 +253,18 @@ test('a web page or JSON error served instead of a model ends in a clear error, 
   await expect(finalFile(page.dest)).rejects.toThrow();
   expect(await partExists(json.dest)).toBe(false);
 });
+
+test('bytes that arrive in a burst before a silence still show as progress', async () => {
+  await srv.stop();
+  srv = await startTestServer({}, { downloader: { stallMs: 10_000 } });
+  const f = files.addFile('/burst.bin', { size: 1_000_000 });
+  files.fault('/burst.bin', { stallAfter: 300_000 });
+  const e = await add({ url: f.url, folder: 'loras' });
+  await files.waitForBytes('/burst.bin', 300_000);
+  const seen = await waitFor(() => {
+    const now = entryOf(e.id);
+    return now?.status === 'downloading' && now.downloaded === 300_000 ? now : undefined;
+  }, 'the burst to show while the connection is silent');
+  expect(seen.progress).toBe(30);
+  files.releaseStalls();
+});

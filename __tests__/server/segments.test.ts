@@ -86,7 +86,7 @@ test('kill -9 mid-segment: every segment resumes where it stopped', async () => 
   try {
     const size = 24 * 1024 * KiB;
     const f = files.addFile('/big.bin', { size, throttle: 2 * 1024 * KiB });
-    const env = { MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CONNECTIONS: '4' };
+    const env = { MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), CONNECTIONS: '4' };
     const first = await spawnServer(env);
     children.push(first);
     await fetch(`${first.url}/api/downloads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: f.url, folder: 'checkpoints', sha256: f.sha256 }) });

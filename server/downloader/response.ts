@@ -62,29 +62,33 @@ async function describeDiskError(err: unknown, abs: string): Promise<AppError> {
 
 /**
  * A web page or a JSON answer where a model file was expected is a login page or an error, never
- * a model: refuse it with what the server said, before a byte is written.
+ * a model: refuse it with what the server said (worded by the source where it knows why), before
+ * a byte is written. `name` is the file's name or path: a `.html`/`.json` file may be either.
  */
-export async function refuseNonFile(res: { headers: Record<string, string | undefined>; body: NodeJS.ReadableStream & { destroy(): void }; url: URL }, abs: string): Promise<void> {
+export async function refuseNonFile(
+  res: { headers: Record<string, string | undefined>; body: NodeJS.ReadableStream & { destroy(): void }; url: URL },
+  name: string,
+  source?: Pick<ResolvedSource, 'describeNonFile'>,
+): Promise<void> {
   const type = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  const page = type === 'text/html' && !/\.html?$/i.test(abs);
-  const json = type === 'application/json' && !/\.json$/i.test(abs);
-  if (!page && !json) return;
+  const kind = type === 'text/html' && !/\.html?$/i.test(name) ? 'page' : type === 'application/json' && !/\.json$/i.test(name) ? 'json' : undefined;
+  if (!kind) return;
   let text = '';
   try {
     for await (const chunk of res.body) {
-      text += chunk.toString();
+      text += String(chunk);
       if (text.length > 2000) break;
     }
   } catch {
-    // what we have is enough
+    // what arrived is enough
   } finally {
     res.body.destroy();
   }
-  const said = page ? (/<title[^>]*>([^<]{1,200})/i.exec(text)?.[1]?.trim() ?? '') : text.replace(/\s+/g, ' ').slice(0, 200);
-  throw new AppError(
-    'NOT_A_FILE',
-    `${res.url.host} answered with ${page ? 'a web page' : 'a JSON message'} instead of the file${said ? ` (${said})` : ''}: usually a login page or an error; check the URL and the token`,
-  );
+  const said = kind === 'page' ? (/<title[^>]*>([^<]{1,200})/i.exec(text)?.[1]?.trim() ?? '') : text.replace(/\s+/g, ' ').trim().slice(0, 200);
+  const message =
+    source?.describeNonFile?.(kind, said) ??
+    `${res.url.host} answered with ${kind === 'page' ? 'a web page' : 'a JSON message'} instead of the file${said ? ` (${said})` : ''}: usually a login page or an error; check the URL and the token`;
+  throw new AppError('NOT_A_FILE', message, { status: 400 });
 }
 
 /**

@@ -132,7 +132,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       res.body.destroy();
       throw new AppError('BAD_RANGE', `${res.url.host} answered a different range than asked for`, { retryable: true });
     }
-    await refuseNonFile(res, o.abs);
+    await refuseNonFile(res, o.abs, o.source);
     const writer = new ChunkWriter(file, from);
     const base = seg.done;
     try {
@@ -238,7 +238,7 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
       res.body.destroy();
       throw failureFor(res, o.source);
     }
-    await refuseNonFile(res, o.abs);
+    await refuseNonFile(res, o.abs, o.source);
     res.body.destroy();
     const range = res.status === 206 ? parseContentRange(res.headers['content-range']) : undefined;
     const total = range?.total ?? null;

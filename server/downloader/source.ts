@@ -29,6 +29,8 @@ export interface ResolvedSource {
   inspect?(res: ResponseInfo): Expectations | undefined;
   /** A message for an HTTP failure, where the source knows better than the generic one. */
   describeStatus?(status: number, url: URL): string | undefined;
+  /** A message for a web page or JSON answer served instead of the file, where the source knows why. */
+  describeNonFile?(kind: 'page' | 'json', said: string): string | undefined;
 }
 
 export type SourceResolver = (url: URL) => ResolvedSource;

@@ -79,7 +79,11 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   o.signal.addEventListener('abort', onOuterAbort, { once: true });
   let lastData = Date.now();
   let stalled = false;
+  // Set once bytes flow: reports the bytes on disk when they changed since the last report, so a
+  // burst followed by silence still shows (progress is otherwise reported as chunks arrive).
+  let reportIfChanged: (() => void) | undefined;
   const stallTimer = setInterval(() => {
+    reportIfChanged?.();
     if (Date.now() - lastData > o.stallMs) {
       stalled = true;
       local.abort(new AppError('STALLED', `no data arrived for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
@@ -118,7 +122,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       throw failureFor(res, o.source);
     }
 
-    await refuseNonFile(res, o.abs);
+    await refuseNonFile(res, o.abs, o.source);
     const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
     if (expected) o.state.expected = { ...o.state.expected, ...expected };
 
@@ -142,22 +146,27 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     o.onStart(offset, total);
     let received = 0;
     let lastReport = 0;
+    let reported = offset;
     const file = await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
       throw diskError(err, o.abs);
     });
     try {
       if (offset === 0) await file.truncate(0);
       const writer = new ChunkWriter(file, offset);
+      reportIfChanged = () => {
+        if (offset + writer.written !== reported) {
+          reported = offset + writer.written;
+          lastReport = Date.now();
+          o.onProgress(reported, total);
+        }
+      };
       try {
         await readInto(res.body, local.signal, (chunk) => {
           received += chunk.length;
           hash?.update(chunk);
           const now = Date.now();
           lastData = now;
-          if (now - lastReport >= o.progressIntervalMs) {
-            lastReport = now;
-            o.onProgress(offset + writer.written, total);
-          }
+          if (now - lastReport >= o.progressIntervalMs) reportIfChanged!();
           return writer.push(chunk) ? undefined : writer.drained();
         });
       } finally {
@@ -167,6 +176,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
         });
       }
     } finally {
+      reportIfChanged = undefined;
       o.state.received += received;
       if (hash) o.state.hashedBytes += received;
       await file.close();

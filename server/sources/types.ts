@@ -9,8 +9,6 @@ export interface Source extends ResolvedSource {
    * `/api/download/models/<id>`), intake asks the server for its `Content-Disposition` first.
    */
   nameInPath: boolean;
-  /** A message for a web page or JSON answer served instead of the file, where the source knows why. */
-  describeNonFile?(kind: 'page' | 'json', said: string): string | undefined;
 }
 
 /** One model host: claims its URLs by host, refuses the ones that cannot name a file, resolves the rest. */
