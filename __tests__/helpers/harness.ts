@@ -30,6 +30,14 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
   }
 }
 
+/** Waits until a download has finished (completed, error or cancelled) and returns its entry. */
+export function settled(s: Pick<ServerHandle, 'store'>, id: string, timeoutMs = 10_000): Promise<Entry> {
+  return waitFor(() => {
+    const e = s.store.getById(id);
+    return e && ['completed', 'error', 'cancelled'].includes(e.status) ? e : undefined;
+  }, `download ${id} to finish`, timeoutMs);
+}
+
 /** A logger that keeps every line, so tests can assert what was (not) logged. */
 export function captureLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];

@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AckMessage, Entry } from '../../server/protocol';
+import type { AckMessage } from '../../server/protocol';
 import { civitai } from '../../server/sources/civitai';
 import { startFakeCivitai, type FakeCivitai } from '../helpers/fake-hosts';
-import { connectWs, startTestServer, waitFor, type TestServer } from '../helpers/harness';
+import { connectWs, settled, startTestServer, type TestServer } from '../helpers/harness';
 
 const TOKEN = 'civitaiSECRET0123456789abcdef';
 
@@ -18,12 +18,6 @@ afterEach(async () => {
   srv = undefined;
   await cv.close();
 });
-
-const settled = (s: TestServer, id: string): Promise<Entry> =>
-  waitFor(() => {
-    const e = s.store.getById(id);
-    return e && ['completed', 'error', 'cancelled'].includes(e.status) ? e : undefined;
-  }, `download ${id} to finish`);
 
 const exists = (p: string): Promise<boolean> => fs.access(p).then(() => true, () => false);
 

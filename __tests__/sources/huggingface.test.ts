@@ -1,10 +1,9 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
 import { huggingFace } from '../../server/sources/huggingface';
 import { startFakeHf, type FakeHf } from '../helpers/fake-hosts';
-import { connectWs, startTestServer, waitFor, type TestServer } from '../helpers/harness';
+import { connectWs, settled, startTestServer, type TestServer } from '../helpers/harness';
 
 const TOKEN = 'hf_SECRETtoken0123456789';
 
@@ -18,12 +17,6 @@ afterEach(async () => {
   srv = undefined;
   await hf.close();
 });
-
-const settled = (s: TestServer, id: string): Promise<Entry> =>
-  waitFor(() => {
-    const e = s.store.getById(id);
-    return e && ['completed', 'error', 'cancelled'].includes(e.status) ? e : undefined;
-  }, `download ${id} to finish`);
 
 const exists = (p: string): Promise<boolean> => fs.access(p).then(() => true, () => false);
 
