@@ -49,7 +49,9 @@ export function progressOf(downloaded: number, size: number | null): number {
 export function patchEntry(entry: Entry, patch: Partial<Entry> & { error?: ErrorInfo | undefined }): Entry {
   const next: Entry = { ...entry, ...patch, timestamp: nowSeconds() };
   if (patch.error === undefined && 'error' in patch) delete next.error;
-  next.progress = next.status === 'completed' ? 100 : progressOf(next.downloaded, next.file_size);
+  // While verifying, progress is that of the checksum pass over the bytes already on disk.
+  next.progress =
+    next.status === 'completed' ? 100 : next.status === 'verifying' && patch.progress !== undefined ? patch.progress : progressOf(next.downloaded, next.file_size);
   return next;
 }
 

@@ -40,8 +40,10 @@ test('a segmented download writes identical bytes, over several connections at o
   srv = await start();
   const f = files.addFile('/seg.bin', { size: 3 * 1024 * KiB + 123, throttle: 2 * 1024 * KiB });
   const seen: number[] = [];
+  const verifying: number[] = [];
   srv.store.on('update', (e) => {
     if (e.dest === 'loras/seg.bin' && e.status === 'downloading') seen.push(e.downloaded);
+    if (e.dest === 'loras/seg.bin' && e.status === 'verifying') verifying.push(e.progress);
   });
   const done = await download(srv, { url: f.url, folder: 'loras', sha256: f.sha256 });
   expect(done).toMatchObject({ downloaded: f.size, file_size: f.size, sha256: f.sha256 });
@@ -57,6 +59,9 @@ test('a segmented download writes identical bytes, over several connections at o
   for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThanOrEqual(seen[i - 1]!);
   expect(Math.max(...seen)).toBeLessThanOrEqual(f.size);
   await expect(fs.access(path.join(srv.modelsDir, 'loras/seg.bin.part.json'))).rejects.toThrow();
+  // Bytes from several connections cannot stream through one hash: a checksum pass ran, from 0 %.
+  expect(verifying[0]).toBe(0);
+  expect(verifying.every((p, i) => i === 0 || p >= verifying[i - 1]!)).toBe(true);
 });
 
 test('work stealing: an idle connection takes half of the biggest range left', async () => {

@@ -93,3 +93,13 @@ describe('URL policy', () => {
     expect(redactUrl('https://cdn/x?X-Amz-Signature=s&X-Amz-Credential=c&a=1')).toBe('https://cdn/x?a=1');
   });
 });
+
+test('while verifying, progress is the checksum pass; otherwise it follows the bytes', () => {
+  const { createEntry, patchEntry } = jest.requireActual('../../server/entry') as typeof import('../../server/entry');
+  const e = createEntry({ dest: 'loras/a.bin', folder: 'loras', filename: 'a.bin', url: 'http://h/a.bin', file_size: 1000, downloaded: 1000 });
+  expect(e.progress).toBe(100);
+  const verifying = patchEntry(patchEntry(e, { status: 'verifying', progress: 0 }), { progress: 42 });
+  expect(verifying).toMatchObject({ status: 'verifying', progress: 42, downloaded: 1000 });
+  expect(patchEntry(verifying, { status: 'downloading', downloaded: 500 }).progress).toBe(50);
+  expect(patchEntry(verifying, { status: 'completed' }).progress).toBe(100);
+});

@@ -352,7 +352,11 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   private async finish(job: Job, result: { size: number; total: number | null }, state: TransferState): Promise<void> {
     const signal = job.controller.signal;
-    const entry = this.update(job, { status: 'verifying', downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null })!;
+    const expectedSha = this.store.get(job.dest)?.sha256;
+    const streamed = state.hash !== undefined && state.hashedBytes === result.size;
+    const pass = expectedSha !== undefined && !streamed;
+    // With a checksum pass ahead, the bar starts again from 0 for it rather than jumping back later.
+    const entry = this.update(job, { status: 'verifying', downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null, ...(pass ? { progress: 0 } : {}) })!;
     const expectedSize = state.expected.size;
     if (expectedSize !== undefined && expectedSize !== result.size) {
       await removePart(job.abs);
@@ -360,10 +364,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       return;
     }
     if (entry.sha256) {
-      const digest =
-        state.hash && state.hashedBytes === result.size
-          ? state.hash.digest('hex')
-          : await hashFile(partPath(job.abs), () => undefined, signal);
+      const digest = pass ? await this.verifyPass(job, result.size) : state.hash!.digest('hex');
       if (digest !== entry.sha256) {
         await removePart(job.abs);
         this.fail(job, 'SHA256_MISMATCH', `The downloaded file's sha256 is ${digest}, but ${entry.sha256} was expected; the file was discarded`, 0);
@@ -376,6 +377,24 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.sources.delete(job.dest);
     this.log.info(`${job.dest}: completed (${result.size} bytes)`);
     this.emit('finished', done);
+  }
+
+  /**
+   * Hashes a `.part` whose bytes did not all stream through one hash in order (segments, a resume
+   * after a restart), showing the pass as the progress of `verifying`, with its own ETA.
+   */
+  private async verifyPass(job: Job, size: number): Promise<string> {
+    const meter = new SpeedMeter();
+    meter.sample(0);
+    return hashFile(
+      partPath(job.abs),
+      (hashed) => {
+        meter.sample(hashed);
+        const rate = meter.rate();
+        this.update(job, { progress: size > 0 ? Math.floor((hashed / size) * 100) : 100, eta: rate > 0 ? (size - hashed) / rate : null }, 'soon');
+      },
+      job.controller.signal,
+    );
   }
 
   private fail(job: Job, code: string, message: string, downloaded: number): void {
