@@ -43,18 +43,23 @@ export function redactUrl(url: URL | string): string {
   return u.toString();
 }
 
+/**
+ * Link-local and cloud-metadata networks. A BlockList also matches the IPv4 ones written as
+ * IPv4-mapped IPv6 in either spelling (`::ffff:169.254.169.254`, `::ffff:a9fe:a9fe`): the WHATWG
+ * URL parser turns the first into the second, and a dual-stack socket connects to either over IPv4.
+ * NAT64's well-known prefix (64:ff9b::/96, RFC 6052) reaches the same IPv4 hosts on IPv6-only pods.
+ */
+const FORBIDDEN = new net.BlockList();
+FORBIDDEN.addSubnet('169.254.0.0', 16, 'ipv4');
+FORBIDDEN.addSubnet('fe80::', 10, 'ipv6');
+FORBIDDEN.addSubnet('64:ff9b::a9fe:0', 112, 'ipv6');
+FORBIDDEN.addAddress('fd00:ec2::254', 'ipv6'); // AWS's IPv6 metadata endpoint
+
 /** True for link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10), which are never fetched. */
 export function isForbiddenAddress(address: string): boolean {
   const family = net.isIP(address);
-  if (family === 4) return address.startsWith('169.254.');
-  if (family === 6) {
-    const a = address.toLowerCase();
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-    if (mapped) return isForbiddenAddress(mapped[1]!);
-    // fe80::/10 covers fe80 … febf
-    return /^fe[89ab][0-9a-f]?:/.test(a) || a === 'fd00:ec2::254';
-  }
-  return false;
+  if (family === 0) return false;
+  return FORBIDDEN.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 function forbidden(host: string): AppError {
