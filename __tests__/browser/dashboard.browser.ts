@@ -244,46 +244,43 @@ test('when the WebSocket cannot open, the page polls /status and says so', async
   await waitBarAbove(page, dest, first, 5000);
 });
 
-test('the catalog: hidden while the server has none; cards by set with their own progress when it has one', async () => {
+test('the catalog: hidden when empty; cards by set from the server, each with its own progress, restored on reload', async () => {
   const f = await files();
   f.addFile('/sd_xl_base_1.0.safetensors', { size: 6 * MB, throttle: 2 * MB });
   const s = await server();
-  const plain = await open(await context(), `${s.url}/`);
-  await waitConnection(plain, 'live');
-  expect(await plain.isHidden('#catalog')).toBe(true); // GET /api/catalog answers 404 today
-
-  // The catalog as the catalog issue describes it (the file's shape plus whether each is on disk);
-  // POST /download is played by the test, starting the same download through the real API.
+  await fs.writeFile(s.config.catalogFile, '{}');
   const ctx = await context();
+  const answered = ctx.waitForEvent('response', (r) => r.url().endsWith('/api/catalog'));
+  const plain = await open(ctx, `${s.url}/`);
+  expect(await (await answered).json()).toEqual({});
+  await waitConnection(plain, 'live');
+  expect(await plain.isHidden('#catalog')).toBe(true);
+
+  // The server's own catalog file (re-read on every request), in the seed's format.
   const catalog = {
     sdxl: {
       name: 'SDXL',
       models: {
-        base: { name: 'SDXL base 1.0', url: `${f.url}/sd_xl_base_1.0.safetensors`, path: 'checkpoints/sd_xl_base_1.0.safetensors', description: 'Stability AI base model', on_disk: false },
-        vae: { name: 'SDXL VAE', url: `${f.url}/sdxl_vae.safetensors`, path: 'vae/sdxl_vae.safetensors', description: 'fp16-fixed VAE', on_disk: true },
+        base: { name: 'SDXL base 1.0', url: `${f.url}/sd_xl_base_1.0.safetensors`, path: 'checkpoints/sd_xl_base_1.0.safetensors', description: 'Stability AI base model' },
+        vae: { name: 'SDXL VAE', url: `${f.url}/sdxl_vae.safetensors`, path: 'vae/sdxl_vae.safetensors', description: 'fp16-fixed VAE' },
       },
     },
     upscale: { name: 'Upscalers', models: { ultrasharp: { name: '4x-UltraSharp', url: `${f.url}/4x.pth`, path: 'upscale_models/4x-UltraSharp.pth', description: '' } } },
   };
-  const started: unknown[] = [];
-  await ctx.route('**/api/catalog', (route) => route.fulfill({ json: catalog }));
-  await ctx.route('**/download', async (route) => {
-    const body = route.request().postDataJSON() as { model_set: 'sdxl'; model_id: 'base' };
-    started.push(body);
-    const model = catalog[body.model_set].models[body.model_id];
-    const [folder, filename] = model.path.split('/');
-    const res = await s.api('POST', '/api/downloads', { url: model.url, folder, filename });
-    await route.fulfill({ status: res.status, json: res.body });
-  });
-  const page = await open(ctx, `${s.url}/`);
+  await fs.writeFile(s.config.catalogFile, JSON.stringify(catalog));
+  await fs.mkdir(path.join(s.modelsDir, 'vae'), { recursive: true });
+  await fs.writeFile(path.join(s.modelsDir, 'vae', 'sdxl_vae.safetensors'), 'already here');
+  const page = await open(await context(), `${s.url}/`);
   await page.waitForSelector('#catalog:not([hidden]) .card');
   expect(await page.$$eval('.cat-set-name', (hs) => hs.map((h) => h.textContent))).toEqual(['SDXL', 'Upscalers']);
   const card = (p: string): string => `.card[data-path="${p}"]`;
   expect(await page.textContent(`${card('vae/sdxl_vae.safetensors')} .card-state`)).toBe('On disk');
 
+  // The card's button goes through the real POST /download.
+  const started = page.waitForResponse((r) => r.url().endsWith('/download') && r.request().method() === 'POST');
   await page.click(`${card('checkpoints/sd_xl_base_1.0.safetensors')} button`);
+  expect((await started).status()).toBe(202);
   await page.waitForFunction((sel) => (document.querySelector<HTMLProgressElement>(sel)?.value ?? 0) > 0, `${card('checkpoints/sd_xl_base_1.0.safetensors')} progress`);
-  expect(started).toEqual([{ model_set: 'sdxl', model_id: 'base' }]);
   await fs.mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'catalog.png'), fullPage: true });
   // Restored on load like the rest.
