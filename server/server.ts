@@ -79,7 +79,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       resolve();
     });
   });
-  downloader.start();
+  await downloader.start();
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;

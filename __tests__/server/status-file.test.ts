@@ -162,3 +162,43 @@ test('a live transfer is never marked stale', async () => {
   await waitFor(() => s2.store.getById(id)?.status === 'completed', 'completion', 15_000);
   expect(s2.store.getById(id)!.error).toBeUndefined();
 });
+
+test('a partial download whose entry was lost (status file gone) comes back as paused, and resumes', async () => {
+  const f = files.addFile('/orphan.bin', { size: 2_000_000, throttle: 1_000_000 });
+  const first = await start();
+  const id = (await first.api('POST', '/api/downloads', { url: f.url, folder: 'loras', sha256: f.sha256 })).body.download.id as string;
+  await waitFor(() => (first.store.getById(id)?.downloaded ?? 0) > 200_000, 'some bytes');
+  await first.api('POST', `/api/downloads/${id}/pause`);
+  await waitFor(() => !first.downloader.isLive('loras/orphan.bin'), 'the pause');
+  const dir = first.dir;
+  await first.stop({ keepDir: true });
+  servers.splice(servers.indexOf(first), 1);
+  cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.rm(path.join(dir, 'status.json'));
+
+  const second = await start({}, dir);
+  const adopted = second.store.get('loras/orphan.bin')!;
+  expect(adopted).toMatchObject({ status: 'paused', url: f.url, file_size: f.size });
+  expect(adopted.downloaded).toBeGreaterThan(200_000);
+  expect(second.log.lines.some((l) => l.includes('found a partial download of loras/orphan.bin'))).toBe(true);
+  await second.api('POST', `/api/downloads/${adopted.id}/resume`);
+  await waitFor(() => second.store.get('loras/orphan.bin')?.status === 'completed', 'completion');
+  const resumed = files.requests.filter((r) => r.path === '/orphan.bin')[1]!;
+  expect(Number(/bytes=(\d+)-/.exec(resumed.range ?? '')?.[1])).toBe(adopted.downloaded);
+});
+
+test('clearing a failed download removes its .part; clearing a completed one keeps the file', async () => {
+  const srv = await start();
+  const f = files.addFile('/fails.bin', { size: 1_000_000 });
+  files.fault('/fails.bin', { resetAfter: 300_000 }, ...Array.from({ length: 8 }, () => ({ status: 500 })));
+  const id = (await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' })).body.download.id as string;
+  await waitFor(() => srv.store.getById(id)?.status === 'error', 'the failure');
+  const part = path.join(srv.modelsDir, 'loras', 'fails.bin.part');
+  expect((await fs.stat(part)).size).toBe(300_000); // kept while the entry is there: retry resumes it
+  const ok = files.addFile('/ok.bin', { size: 1000 });
+  const okId = (await srv.api('POST', '/api/downloads', { url: ok.url, folder: 'loras' })).body.download.id as string;
+  await waitFor(() => srv.store.getById(okId)?.status === 'completed', 'the other download');
+  expect((await srv.api('POST', '/clear_completed')).body.removed_count).toBe(2);
+  await waitFor(async () => !(await fs.access(part).then(() => true, () => false)), 'the .part to go');
+  expect((await fs.stat(path.join(srv.modelsDir, 'loras', 'ok.bin'))).size).toBe(1000);
+});

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createEntry, nowSeconds, patchEntry } from '../entry';
@@ -94,10 +95,11 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   }
 
   /** Resumes what the status file says was under way, and starts periodic maintenance. */
-  start(): void {
+  async start(): Promise<void> {
     if (this.state !== 'idle') return;
     this.state = 'running';
     this.store.on('external', (entries) => this.applyExternal(entries));
+    await this.adoptOrphans();
     const unfinished = this.store
       .all()
       .filter((e) => ACTIVE_STATUSES.includes(e.status))
@@ -184,15 +186,24 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     return next;
   }
 
-  /** Forgets a finished download. Its final file stays; a `.part` of a failed one stays for a later resume. */
+  /** Forgets a finished download (see forget). */
   remove(id: string): Entry {
     const e = this.find(id);
     if (!FINISHED_STATUSES.includes(e.status) || this.jobs.has(e.dest)) {
       throw Object.assign(conflict('ACTIVE', `${e.dest} is ${e.status}; cancel it first`), { download: e });
     }
+    this.forget(e);
+    return e;
+  }
+
+  /**
+   * Drops a finished entry. Its final file stays; the `.part` of a failed one goes with it (an
+   * orphan `.part` is taken, at the next start, for a download whose entry was lost).
+   */
+  private forget(e: Entry): void {
     this.store.remove(e.dest);
     this.sources.delete(e.dest);
-    return e;
+    if (e.status !== 'completed') void this.discardPart(e.dest);
   }
 
   /** Drops every completed, failed and cancelled entry; returns how many. */
@@ -200,8 +211,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     let n = 0;
     for (const e of this.store.all()) {
       if (FINISHED_STATUSES.includes(e.status) && !this.jobs.has(e.dest)) {
-        this.store.remove(e.dest);
-        this.sources.delete(e.dest);
+        this.forget(e);
         n++;
       }
     }
@@ -217,6 +227,44 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     for (const dest of this.jobs.keys()) this.stopJob(dest, 'shutdown');
     await Promise.all(pending);
     this.state = 'closed';
+  }
+
+  /**
+   * A `.part` with its `.part.json` but no entry means the status file was lost or set aside:
+   * list it as `paused` (the user decides: resume or cancel) rather than leave gigabytes unseen.
+   */
+  private async adoptOrphans(): Promise<void> {
+    const found: string[] = [];
+    const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
+      let items: import('node:fs').Dirent[];
+      try {
+        items = await fs.promises.readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const item of items) {
+        if (item.isDirectory() && depth < 4 && !item.name.startsWith('.')) await walk(path.join(dir, item.name), `${rel}${item.name}/`, depth + 1);
+        else if (item.isFile() && item.name.endsWith('.part.json') && rel !== '') found.push(rel + item.name.slice(0, -'.part.json'.length));
+      }
+    };
+    await walk(this.o.modelsDir, '', 0);
+    for (const dest of found) {
+      if (this.store.get(dest)) continue;
+      const slash = dest.lastIndexOf('/');
+      let abs: string;
+      try {
+        abs = resolveDest(this.o.modelsDir, dest.slice(0, slash), dest.slice(slash + 1)).abs;
+      } catch {
+        continue;
+      }
+      const meta = await readMeta(abs);
+      if (!meta || !/^https?:/.test(meta.url)) continue;
+      const downloaded = await bytesOnDisk(abs);
+      this.store.put(
+        createEntry({ dest, folder: dest.slice(0, slash), filename: dest.slice(slash + 1), url: meta.url, status: 'paused', file_size: meta.fileSize, downloaded }),
+      );
+      this.log.warn(`found a partial download of ${dest} (${downloaded} bytes) with no entry in the status file; listed it as paused: resume or cancel it`);
+    }
   }
 
   private find(id: unknown): Entry {
@@ -441,7 +489,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       } else if (e.status === 'queued' && !this.queue.includes(e.dest)) {
         this.enqueue(e.dest);
       } else if (FINISHED_STATUSES.includes(e.status) && now - (e.completion_time ?? e.timestamp) > this.o.retentionHours * 3600) {
-        this.store.remove(e.dest);
+        this.forget(e);
       }
     }
   }
