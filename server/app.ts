@@ -63,7 +63,14 @@ export function createApp(deps: AppDeps): Koa {
   app.use(async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) throw notFound('NOT_FOUND', `No route for ${ctx.method} ${ctx.path}`);
+      // The router's own answers (no route, a method the route lacks) come without a body.
+      if (ctx.body === undefined || ctx.body === null) {
+        if (ctx.status === 404) throw notFound('NOT_FOUND', `No route for ${ctx.method} ${ctx.path}`);
+        if (ctx.status === 405) {
+          throw new AppError('METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path}; it takes ${ctx.response.get('Allow')}`, { status: 405 });
+        }
+        if (ctx.status === 501) throw new AppError('NOT_IMPLEMENTED', `This server does not handle ${ctx.method} requests`, { status: 501 });
+      }
     } catch (err) {
       const e = err as Error & { download?: Entry; expose?: boolean; status?: number; statusCode?: number };
       const status = e instanceof AppError ? e.status : (e.status ?? e.statusCode ?? 500);
