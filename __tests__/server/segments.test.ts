@@ -160,3 +160,13 @@ test('a range that fails for good stops the other connections and ends in a clea
   const sent = files.requests.filter((r) => r.path === '/gone.bin').reduce((n, r) => n + r.bytesSent, 0);
   expect(sent).toBeLessThan(f.size / 2); // without the stop, the other ranges would run to their end
 });
+
+test('a range waiting out a Retry-After longer than the stall timeout is not taken for a stall', async () => {
+  srv = await start(); // stall timeout 2 s in tests
+  const f = files.addFile('/patient.bin', { size: 2 * 1024 * KiB, throttle: 1024 * KiB });
+  files.fault('/patient.bin', {}, { status: 503, retryAfter: '3' });
+  const done = await download(srv, { url: f.url, folder: 'loras', sha256: f.sha256 });
+  expect(done.attempts).toBe(1); // one attempt: the connection retried on its own, nothing aborted
+  expect(srv.log.lines.some((l) => l.includes('retrying in 3.0 s'))).toBe(true);
+  expect(sha(await fs.readFile(path.join(srv.modelsDir, 'loras/patient.bin')))).toBe(f.sha256);
+});

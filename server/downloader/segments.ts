@@ -26,8 +26,12 @@ export const NOT_SEGMENTABLE = Symbol('not segmentable');
 
 interface Live {
   seg: Segment;
-  /** Where this connection writes next (seg.start + seg.done + bytes in flight). */
+  /** When this connection last received a byte (or asked for one). */
   lastData: number;
+  /** Waiting out a retry delay: not stalled, and its range stays its own. */
+  waiting: boolean;
+  /** The writer of its current request: bytes it holds beyond `seg.done` are already taken. */
+  writer?: ChunkWriter;
 }
 
 /**
@@ -78,7 +82,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     setInterval(() => {
       const now = Date.now();
       for (const l of live) {
-        if (now - l.lastData > o.stallMs) local.abort(new AppError('STALLED', `no data arrived on a connection for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
+        if (!l.waiting && now - l.lastData > o.stallMs) local.abort(new AppError('STALLED', `no data arrived on a connection for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
       }
     }, Math.max(50, Math.min(1000, o.stallMs / 4))),
   ];
@@ -93,15 +97,17 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
 
   /** The next range for a free connection: an untouched one, else the larger half of the biggest left. */
   const claim = (): Segment | undefined => {
-    const busy = new Set([...live].map((l) => l.seg));
-    const idle = segments.find((s) => !busy.has(s) && s.done < s.end - s.start);
+    const owners = new Map([...live].map((l) => [l.seg, l]));
+    const idle = segments.find((s) => !owners.has(s) && s.done < s.end - s.start);
     if (idle) return idle;
+    // Bytes a connection has received but not yet written are spoken for: split after them.
+    const free = (s: Segment): number => s.end - s.start - s.done - (owners.get(s)?.writer?.pending ?? 0);
     let biggest: Segment | undefined;
-    for (const s of busy) if (!biggest || s.end - s.start - s.done > biggest.end - biggest.start - biggest.done) biggest = s;
+    for (const s of owners.keys()) if (!biggest || free(s) > free(biggest)) biggest = s;
     if (!biggest) return undefined;
-    const left = biggest.end - biggest.start - biggest.done;
+    const left = free(biggest);
     if (left < 2 * minSegment) return undefined;
-    const mid = biggest.start + biggest.done + Math.floor(left / 2);
+    const mid = biggest.end - Math.floor(left / 2);
     const stolen: Segment = { start: mid, end: biggest.end, done: 0 };
     biggest.end = mid; // its connection stops there
     o.log?.(`${path.basename(o.abs)}: split range ${biggest.start}-${stolen.end - 1} at ${mid} for an idle connection`);
@@ -113,6 +119,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const fetchSegment = async (l: Live): Promise<void> => {
     const seg = l.seg;
     const from = seg.start + seg.done;
+    l.lastData = Date.now();
     o.onRange?.(from, seg.end - 1);
     const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
     if (validator) headers['If-Range'] = validator;
@@ -134,6 +141,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     }
     await refuseNonFile(res, o.abs, o.source);
     const writer = new ChunkWriter(file, from);
+    l.writer = writer;
     const base = seg.done;
     try {
       await readInto(res.body, local.signal, (chunk) => {
@@ -162,7 +170,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
 
   const worker = async (): Promise<void> => {
     for (let seg = claim(); seg; seg = claim()) {
-      const l: Live = { seg, lastData: Date.now() };
+      const l: Live = { seg, lastData: Date.now(), waiting: false };
       live.add(l);
       let failures = 0;
       try {
@@ -180,8 +188,9 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
               throw e;
             }
             o.log?.(`${path.basename(o.abs)}: range ${seg.start + seg.done}-${seg.end - 1}: ${e.message}; retrying in ${(wait / 1000).toFixed(1)} s`);
+            l.waiting = true;
             await delay(wait, undefined, { signal: local.signal }); // a pause or shutdown must not wait out a backoff
-            l.lastData = Date.now();
+            l.waiting = false;
           }
         }
       } finally {
