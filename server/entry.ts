@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { DownloadStatus, Entry, ErrorInfo, StatusView } from './protocol';
+import { parseSourceUrl, redactUrl } from './url-policy';
 
 /** Epoch seconds as a float, the seed's time format. */
 export const nowSeconds = (): number => Date.now() / 1000;
@@ -81,6 +82,15 @@ export function parseEntry(key: string, value: unknown): Entry | string {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return 'not an object';
   const v = value as Record<string, unknown>;
   if (!isStr(v.url)) return 'no url';
+  // The file is as untrusted as a request (another process may write it): a URL the API would
+  // refuse (data:, file:, credentials, a metadata address) is never fetched, and a token or
+  // signature stored by an older version is never served.
+  let url: string;
+  try {
+    url = redactUrl(parseSourceUrl(v.url));
+  } catch (err) {
+    return `unusable url (${(err as { code?: string }).code ?? 'INVALID_URL'})`;
+  }
   if (!isStr(v.status) || !STATUSES.includes(v.status as DownloadStatus)) return `unknown status ${JSON.stringify(v.status)}`;
   const slash = key.lastIndexOf('/');
   if (slash <= 0) return 'key is not <folder>/<filename>';
@@ -92,7 +102,7 @@ export function parseEntry(key: string, value: unknown): Entry | string {
     dest: key,
     folder: key.slice(0, slash),
     filename: key.slice(slash + 1),
-    url: v.url,
+    url,
     status: v.status as DownloadStatus,
     progress: 0,
     downloaded,
