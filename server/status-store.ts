@@ -87,7 +87,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * renamed aside and logged; single bad entries are dropped and logged. Never throws for content.
    */
   async load(): Promise<Entry[]> {
-    const loaded = await this.readFile({ atStartup: true });
+    const loaded = (await this.readFile({ atStartup: true })) ?? new Map<string, Entry>();
     for (const e of loaded.values()) this.setEntry(e);
     if (this.watchEnabled) await this.startWatching();
     return this.all();
@@ -200,28 +200,39 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.ownWrites.length > 8) this.ownWrites.shift();
   }
 
-  private async readFile(options: { atStartup: boolean }): Promise<Map<string, Entry>> {
+  /**
+   * The entries the file holds. Undefined when it cannot be used at all (not JSON, not an object,
+   * empty): at start-up it is then kept aside; an edit by another process is ignored, never taken
+   * for "no downloads" (a non-atomic writer leaves the file empty or half-written for a moment).
+   */
+  private async readFile(options: { atStartup: boolean }): Promise<Map<string, Entry> | undefined> {
     const result = new Map<string, Entry>();
     let text: string;
     try {
       text = await fs.readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return result;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return options.atStartup ? result : undefined;
       throw err;
+    }
+    const unusable = async (reason: string): Promise<undefined> => {
+      if (options.atStartup) await this.keepAside(reason);
+      else this.log.warn(`ignored an edit of ${this.file}: ${reason}`);
+      return undefined;
+    };
+    if (text.trim() === '') {
+      // At start-up, nothing to keep aside (`touch` makes one for a bind mount), but worth a line:
+      // it may also be what a crash of another writer left.
+      if (!options.atStartup) return unusable('it is empty');
+      this.log.warn(`the status file ${this.file} is empty; starting with no downloads`);
+      return result;
     }
     let data: unknown;
     try {
-      data = text.trim() === '' ? {} : JSON.parse(text);
+      data = JSON.parse(text);
     } catch (err) {
-      if (options.atStartup) await this.keepAside(`it is not valid JSON (${(err as Error).message})`);
-      else this.log.warn(`ignored an edit of ${this.file}: it is not valid JSON (${(err as Error).message})`);
-      return result;
+      return unusable(`it is not valid JSON (${(err as Error).message})`);
     }
-    if (!data || typeof data !== 'object' || Array.isArray(data)) {
-      if (options.atStartup) await this.keepAside('it is not an object keyed by destination');
-      else this.log.warn(`ignored an edit of ${this.file}: it is not an object keyed by destination`);
-      return result;
-    }
+    if (!data || typeof data !== 'object' || Array.isArray(data)) return unusable('it is not an object keyed by destination');
     const dropped: string[] = [];
     for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
       const entry = parseEntry(key, value);
@@ -278,7 +289,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     }
     if (this.closed || this.ownWrites.includes(hash(text))) return;
     const entries = await this.readFile({ atStartup: false });
-    if (this.closed) return;
+    if (this.closed || !entries) return;
     this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
     this.emit('external', entries);
   }

@@ -1,0 +1,80 @@
+/**
+ * Edits of the status file by another process are applied; a broken or empty one is ignored (never
+ * taken for "no downloads"); our own writes are never taken for edits.
+ *
+ * Checked to fail without the protection: before readFile returned "unusable" for them, a broken
+ * or empty edit was logged as ignored and then applied as an empty set, wiping every entry.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { startFileServer, type FileServer } from '../helpers/file-server';
+import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
+
+let files: FileServer | undefined;
+const servers: TestServer[] = [];
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+  for (const c of cleanups.splice(0)) await c();
+  await files?.close();
+  files = undefined;
+});
+
+async function startWith(content: string): Promise<{ srv: TestServer; dir: string }> {
+  const { dir, cleanup } = await tempDir('md-edits-');
+  cleanups.push(cleanup);
+  await fs.writeFile(path.join(dir, 'status.json'), content);
+  const srv = await startTestServer({}, { dir });
+  servers.push(srv);
+  return { srv, dir };
+}
+
+const t = Date.now() / 1000;
+const good = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
+  id: 'good1', url: 'http://127.0.0.1:9/a.bin', status: 'completed', progress: 100, downloaded: 5, file_size: 5, speed: 0, eta: null,
+  start_time: t, timestamp: t, completion_time: t, attempts: 1, ...over,
+});
+
+test('a broken, empty or wrongly shaped edit is ignored, never taken for "no downloads"', async () => {
+  const { srv } = await startWith(JSON.stringify({ 'loras/ok.bin': good(), 'vae/other.bin': good({ id: 'other' }) }));
+  const ignored = (): number => srv.log.lines.filter((l) => l.includes('ignored an edit')).length;
+  // What a non-atomic writer (`jq … > status.json`, Python's open('w')) leaves for a moment.
+  const edits = ['{"loras/ok.bin": {"url": ', '', '[]', 'null'];
+  for (const [i, text] of edits.entries()) {
+    await fs.writeFile(srv.statusFile, text);
+    await waitFor(() => ignored() === i + 1, `the edit ${JSON.stringify(text)} to be noticed`);
+    expect(srv.store.all().map((e) => e.dest).sort()).toEqual(['loras/ok.bin', 'vae/other.bin']);
+  }
+  expect(srv.log.lines.filter((l) => l.includes('edited by another process'))).toEqual([]);
+  // Then a good one is applied.
+  await fs.writeFile(srv.statusFile, JSON.stringify({ 'loras/ok.bin': good() }));
+  await waitFor(() => srv.store.all().length === 1, 'the good edit to be applied');
+});
+
+describe('edits by another process', () => {
+  test('our own writes, many of them during three downloads, are never taken for edits', async () => {
+    files = await startFileServer();
+    const { srv } = await startWith('{}');
+    const ids: string[] = [];
+    for (const name of ['x', 'y', 'z']) {
+      const f = files.addFile(`/${name}.bin`, { size: 2_000_000, throttle: 1_500_000 });
+      ids.push((await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' })).body.download.id as string);
+    }
+    let versions = 0;
+    let last = '';
+    await waitFor(async () => {
+      const text = await fs.readFile(srv.statusFile, 'utf8').catch(() => last);
+      if (text !== last) versions++;
+      last = text;
+      return ids.every((i) => srv.store.getById(i)?.status === 'completed');
+    }, 'the downloads', 15_000);
+    expect(versions).toBeGreaterThan(5);
+    await srv.store.flush();
+    // Then one real edit: it is seen (so the watcher was working all along), and it is the only one.
+    const data = JSON.parse(await fs.readFile(srv.statusFile, 'utf8')) as Record<string, unknown>;
+    data['vae/theirs.bin'] = good({ id: 'theirs' });
+    await fs.writeFile(srv.statusFile, JSON.stringify(data));
+    await waitFor(() => srv.store.getById('theirs'), 'the edit to be applied');
+    expect(srv.log.lines.filter((l) => l.includes('edited by another process'))).toHaveLength(1);
+  });
+});
