@@ -50,8 +50,8 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private dirty = false;
   private urgent = false;
   private lastWriteAt = 0;
-  /** Hashes of our recent writes, so the watcher does not mistake them for external edits. */
-  private readonly ownWrites: string[] = [];
+  /** Hashes of our recent writes (and of edits already applied), so they are not taken for new edits. */
+  private readonly known: string[] = [];
   private watcher: FSWatcher | undefined;
   private closed = false;
 
@@ -87,7 +87,14 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * renamed aside and logged; single bad entries are dropped and logged. Never throws for content.
    */
   async load(): Promise<Entry[]> {
-    const loaded = (await this.readFile({ atStartup: true })) ?? new Map<string, Entry>();
+    let text: string | undefined;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (text !== undefined) this.remember(text); // what we started from is no edit
+    const loaded = (text === undefined ? undefined : await this.parse(text, { atStartup: true })) ?? new Map<string, Entry>();
     for (const e of loaded.values()) this.setEntry(e);
     if (this.watchEnabled) await this.startWatching();
     return this.all();
@@ -166,18 +173,19 @@ export class StatusStore extends EventEmitter<StoreEvents> {
 
   private writeNow(): Promise<void> {
     if (this.writing) return this.writing;
-    // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part
-    // on disk, not the byte count), and an fsync per progress tick stalls behind the download's
-    // own dirty pages. Either way the rename keeps the file whole.
-    const durable = this.urgent;
-    this.dirty = false;
-    this.urgent = false;
-    const content = this.serialize();
-    this.rememberOwn(content);
-    this.lastWriteAt = Date.now();
-    this.writing = fs
-      .mkdir(path.dirname(this.file), { recursive: true })
-      .then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }))
+    this.writing = this.adoptPendingEdit()
+      .then(() => {
+        // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part
+        // on disk, not the byte count), and an fsync per progress tick stalls behind the download's
+        // own dirty pages. Either way the rename keeps the file whole.
+        const durable = this.urgent;
+        this.dirty = false;
+        this.urgent = false;
+        const content = this.serialize();
+        this.remember(content);
+        this.lastWriteAt = Date.now();
+        return fs.mkdir(path.dirname(this.file), { recursive: true }).then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }));
+      })
       .catch((err: unknown) => {
         // A full disk must not take the server down: memory stays right and the next change retries.
         this.log.error(`could not write the status file ${this.file}: ${(err as Error).message}`);
@@ -189,15 +197,32 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     return this.writing;
   }
 
+  /**
+   * Another process's edit that the watcher has not reported yet (it polls) would be overwritten
+   * by this write and lost: while downloads run we rewrite the file every few hundred ms. So look
+   * first, and apply it (the downloader merges it) before writing.
+   */
+  private async adoptPendingEdit(): Promise<void> {
+    if (!this.watchEnabled || this.closed) return;
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch {
+      return;
+    }
+    await this.applyEdit(text);
+  }
+
   private serialize(): string {
     const obj: Record<string, Entry> = {};
     for (const [dest, entry] of this.entries) obj[dest] = entry;
     return JSON.stringify(obj, null, 2) + '\n';
   }
 
-  private rememberOwn(content: string): void {
-    this.ownWrites.push(hash(content));
-    if (this.ownWrites.length > 8) this.ownWrites.shift();
+  /** Contents we wrote or already took in: the watcher must not apply them as edits. */
+  private remember(content: string): void {
+    this.known.push(hash(content));
+    if (this.known.length > 8) this.known.shift();
   }
 
   /**
@@ -205,15 +230,8 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * empty): at start-up it is then kept aside; an edit by another process is ignored, never taken
    * for "no downloads" (a non-atomic writer leaves the file empty or half-written for a moment).
    */
-  private async readFile(options: { atStartup: boolean }): Promise<Map<string, Entry> | undefined> {
+  private async parse(text: string, options: { atStartup: boolean }): Promise<Map<string, Entry> | undefined> {
     const result = new Map<string, Entry>();
-    let text: string;
-    try {
-      text = await fs.readFile(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return options.atStartup ? result : undefined;
-      throw err;
-    }
     const unusable = async (reason: string): Promise<undefined> => {
       if (options.atStartup) await this.keepAside(reason);
       else this.log.warn(`ignored an edit of ${this.file}: ${reason}`);
@@ -287,8 +305,14 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     } catch {
       return; // removed between the event and the read: our next write recreates it
     }
-    if (this.closed || this.ownWrites.includes(hash(text))) return;
-    const entries = await this.readFile({ atStartup: false });
+    await this.applyEdit(text);
+  }
+
+  /** Applies the file's content as another process's edit, unless it is ours or already applied. */
+  private async applyEdit(text: string): Promise<void> {
+    if (this.closed || this.known.includes(hash(text))) return;
+    this.remember(text); // at once: the watcher and a write may both look at the same edit
+    const entries = await this.parse(text, { atStartup: false });
     if (this.closed || !entries) return;
     this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
     this.emit('external', entries);

@@ -1,9 +1,12 @@
 /**
  * Edits of the status file by another process are applied; a broken or empty one is ignored (never
- * taken for "no downloads"); our own writes are never taken for edits.
+ * taken for "no downloads"); an edit made while downloads write the file is not lost to our next
+ * write; our own writes are never taken for edits.
  *
  * Checked to fail without the protection: before readFile returned "unusable" for them, a broken
- * or empty edit was logged as ignored and then applied as an empty set, wiping every entry.
+ * or empty edit was logged as ignored and then applied as an empty set, wiping every entry; before
+ * the store looked at the file before each write, an edit made during a download was overwritten by
+ * the next progress write before the watcher (polling every 250 ms) saw it.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -52,6 +55,30 @@ test('a broken, empty or wrongly shaped edit is ignored, never taken for "no dow
 });
 
 describe('edits by another process', () => {
+  test('an edit made while a download writes the file is applied, not lost to our next write; the live download keeps its state', async () => {
+    files = await startFileServer();
+    const f = files.addFile('/live.bin', { size: 3_000_000, throttle: 1_500_000 });
+    const { srv } = await startWith(JSON.stringify({ 'loras/ok.bin': good() }));
+    const id = (await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras', sha256: f.sha256 })).body.download.id as string;
+    await waitFor(() => (srv.store.getById(id)?.downloaded ?? 0) > 100_000, 'bytes to flow');
+
+    // A good edit: one entry changed, one added, one that leaves MODELS_DIR, and the live
+    // download claimed to be completed (the process that owns the transfer knows better).
+    const edited = {
+      'loras/ok.bin': good({ error: { code: 'NOTE', message: 'edited by hand' }, status: 'error' }),
+      'vae/added.bin': good({ id: 'added' }),
+      '../../escape.bin': good({ id: 'escape' }),
+      'loras/live.bin': { ...srv.store.get('loras/live.bin'), status: 'completed', progress: 100 },
+    };
+    await fs.writeFile(srv.statusFile, JSON.stringify(edited));
+    await waitFor(() => srv.store.getById('added'), 'the edit to be applied', 3000);
+    expect(srv.store.get('loras/ok.bin')!.error).toEqual({ code: 'NOTE', message: 'edited by hand' });
+    expect(srv.store.all().map((e) => e.dest).sort()).toEqual(['loras/live.bin', 'loras/ok.bin', 'vae/added.bin']);
+    const done = await waitFor(() => (srv.store.getById(id)?.status === 'completed' ? srv.store.getById(id) : undefined), 'the live download', 15_000);
+    expect(done.downloaded).toBe(f.size);
+    expect((await fs.readFile(path.join(srv.modelsDir, 'loras', 'live.bin'))).equals(f.data)).toBe(true);
+  });
+
   test('our own writes, many of them during three downloads, are never taken for edits', async () => {
     files = await startFileServer();
     const { srv } = await startWith('{}');
