@@ -86,6 +86,11 @@ export function rawRequest(
       reject(new Error(`no answer to ${options.method ?? 'GET'} ${options.path} within ${options.timeoutMs ?? 5000} ms`));
     }, options.timeoutMs ?? 5000);
     req.on('close', () => clearTimeout(timer));
+    // A WebSocket handshake that succeeded: report 101 and drop the connection.
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 101, headers: res.headers, text: '', json: undefined });
+    });
     req.on('error', (err: NodeJS.ErrnoException) => {
       // The server may answer (413) and close before the body is sent: the response still comes.
       if (err.code === 'EPIPE' || err.code === 'ECONNRESET') return;
