@@ -87,6 +87,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * renamed aside and logged; single bad entries are dropped and logged. Never throws for content.
    */
   async load(): Promise<Entry[]> {
+    await this.removeStaleTemps();
     let text: string | undefined;
     try {
       text = await fs.readFile(this.file, 'utf8');
@@ -263,6 +264,24 @@ export class StatusStore extends EventEmitter<StoreEvents> {
       if (options.atStartup) await this.copyAside('it had unusable entries');
     }
     return result;
+  }
+
+  /**
+   * write-file-atomic writes `<file>.<number>` and renames it over the file; a process killed
+   * between the two (kill -9, a crash, a power cut) leaves the temp file behind, one per kill.
+   */
+  private async removeStaleTemps(): Promise<void> {
+    const dir = path.dirname(this.file);
+    const base = `${path.basename(this.file)}.`;
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch {
+      return;
+    }
+    const stale = names.filter((n) => n.startsWith(base) && /^\d+$/.test(n.slice(base.length)));
+    for (const name of stale) await fs.rm(path.join(dir, name), { force: true });
+    if (stale.length > 0) this.log.info(`removed ${stale.length} temporary file(s) left by an interrupted write of ${this.file}`);
   }
 
   private asidePath(): string {

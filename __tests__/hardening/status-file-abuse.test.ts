@@ -147,3 +147,17 @@ test('entries whose URL could not be given to the API are dropped, and a stored 
     outgoing.stop();
   }
 });
+
+test('temp files left by a write that was killed are removed at start-up; other files beside it are not', async () => {
+  const { dir, cleanup } = await tempDir('md-status-');
+  cleanups.push(cleanup);
+  await fs.writeFile(path.join(dir, 'status.json'), JSON.stringify({ 'loras/ok.bin': good() }));
+  // What write-file-atomic leaves when the process dies between writing and renaming.
+  for (const n of ['1923351345', '434680030']) await fs.writeFile(path.join(dir, `status.json.${n}`), '{"loras/ok.bin": {"url": "ht');
+  for (const keep of ['status.json.bad-2025-01-01T00-00-00-000Z', 'status.json.backup', 'other.json.123']) await fs.writeFile(path.join(dir, keep), 'keep');
+  const srv = await startTestServer({}, { dir });
+  servers.push(srv);
+  expect(srv.store.get('loras/ok.bin')).toBeDefined();
+  expect((await fs.readdir(dir)).filter((n) => n !== 'models').sort()).toEqual(['catalog.json', 'other.json.123', 'status.json', 'status.json.backup', 'status.json.bad-2025-01-01T00-00-00-000Z']);
+  expect(srv.log.lines).toContain(`info removed 2 temporary file(s) left by an interrupted write of ${srv.statusFile}`);
+});
