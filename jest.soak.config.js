@@ -1,0 +1,16 @@
+/**
+ * Soak tests (`npm run test:soak`): the kill loop and WebSocket churn, minutes long, so kept out of
+ * `npm test` (whose testMatch is *.test.ts). The global setup builds dist/ for the child servers.
+ * @type {import('jest').Config}
+ */
+module.exports = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  roots: ['<rootDir>/__tests__/hardening'],
+  testMatch: ['**/*.soak.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  globalSetup: '<rootDir>/jest.global-setup.js',
+  // One at a time: they measure a machine under load, and two would make each other's timings noisy.
+  maxWorkers: 1,
+  testTimeout: 240_000,
+};
