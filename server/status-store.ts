@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import writeFileAtomic from 'write-file-atomic';
-import { parseEntry } from './entry';
+import { newId, parseEntry } from './entry';
 import type { Logger } from './logger';
 import type { Entry } from './protocol';
 
@@ -253,12 +253,24 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     }
     if (!data || typeof data !== 'object' || Array.isArray(data)) return unusable('it is not an object keyed by destination');
     const dropped: string[] = [];
+    const ids = new Set<string>();
+    const renamed: string[] = [];
     for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
       const entry = parseEntry(key, value);
       if (typeof entry === 'string') dropped.push(`${key}: ${entry}`);
       else if (!this.isValidDest(key)) dropped.push(`${key}: not a destination inside the models folder`);
-      else result.set(key, entry);
+      else {
+        // A copied entry (a hand edit) keeps the id of its original: commands and the page key
+        // downloads by id, so one of the two would be out of reach.
+        if (ids.has(entry.id)) {
+          entry.id = newId();
+          renamed.push(key);
+        }
+        ids.add(entry.id);
+        result.set(key, entry);
+      }
     }
+    if (renamed.length > 0) this.log.warn(`gave ${renamed.length} entr${renamed.length === 1 ? 'y' : 'ies'} of ${this.file} a new id (another entry had the same): ${renamed.slice(0, 5).join(', ')}`);
     if (dropped.length > 0) {
       this.log.warn(`dropped ${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} of ${this.file}: ${dropped.slice(0, 5).join('; ')}`);
       if (options.atStartup) await this.copyAside('it had unusable entries');

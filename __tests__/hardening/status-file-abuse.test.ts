@@ -161,3 +161,17 @@ test('temp files left by a write that was killed are removed at start-up; other 
   expect((await fs.readdir(dir)).filter((n) => n !== 'models').sort()).toEqual(['catalog.json', 'other.json.123', 'status.json', 'status.json.backup', 'status.json.bad-2025-01-01T00-00-00-000Z']);
   expect(srv.log.lines).toContain(`info removed 2 temporary file(s) left by an interrupted write of ${srv.statusFile}`);
 });
+
+test('two entries with the same id (a copied entry) both stay reachable, each by its own id', async () => {
+  const copy = good({ id: 'same-id', status: 'paused', progress: 0, downloaded: 0, file_size: null, completion_time: undefined });
+  const { srv } = await startWith(JSON.stringify({ 'loras/first.bin': copy, 'loras/second.bin': copy, 'vae/third.bin': copy }));
+  const entries = srv.store.all();
+  expect(entries.map((e) => e.dest)).toEqual(['loras/first.bin', 'loras/second.bin', 'vae/third.bin']);
+  expect(new Set(entries.map((e) => e.id)).size).toBe(3);
+  expect(entries[0]!.id).toBe('same-id'); // the first keeps its id
+  for (const e of entries) expect((await srv.api('GET', `/api/downloads/${e.id}`)).body.download.dest).toBe(e.dest);
+  // Each can be driven on its own: cancelling one leaves the others paused.
+  expect((await srv.api('POST', `/api/downloads/${entries[1]!.id}/cancel`)).body.download).toMatchObject({ dest: 'loras/second.bin', status: 'cancelled' });
+  expect(srv.store.all().map((e) => e.status)).toEqual(['paused', 'cancelled', 'paused']);
+  expect(srv.log.lines.some((l) => l.includes('gave 2 entries') && l.includes('a new id'))).toBe(true);
+});
