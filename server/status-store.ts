@@ -300,16 +300,31 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     return `${this.file}.bad-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   }
 
+  /**
+   * Moves an unusable file out of the way. Never throws: a file that cannot be moved (locked on
+   * Windows, a bind-mounted file: EBUSY) is copied instead, and one that cannot be copied either is
+   * only logged; the server starts in any case.
+   */
   private async keepAside(reason: string): Promise<void> {
     const aside = this.asidePath();
-    await fs.rename(this.file, aside);
-    this.log.warn(`the status file ${this.file} could not be used (${reason}); kept it as ${aside} and started with an empty one`);
+    try {
+      await fs.rename(this.file, aside);
+      this.log.warn(`the status file ${this.file} could not be used (${reason}); kept it as ${aside} and started with an empty one`);
+      return;
+    } catch (err) {
+      this.log.warn(`the status file ${this.file} could not be used (${reason}) nor moved aside (${(err as Error).message})`);
+    }
+    await this.copyAside(`${reason}; it will be overwritten`);
   }
 
   private async copyAside(reason: string): Promise<void> {
     const aside = this.asidePath();
-    await fs.copyFile(this.file, aside);
-    this.log.warn(`kept a copy of the status file as ${aside} (${reason})`);
+    try {
+      await fs.copyFile(this.file, aside);
+      this.log.warn(`kept a copy of the status file as ${aside} (${reason})`);
+    } catch (err) {
+      this.log.error(`could not keep a copy of the status file ${this.file} as ${aside} (${reason}): ${(err as Error).message}`);
+    }
   }
 
   private async startWatching(): Promise<void> {

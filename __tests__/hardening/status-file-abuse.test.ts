@@ -5,10 +5,14 @@
  *
  * How these were checked to fail without their protection: replacing `keepAside` with a no-op makes
  * the whole-file rows fail (no `.bad-*` copy); without the URL check in `parseEntry` the data: row
- * downloads its payload into models/ and the token row serves the token.
+ * downloads its payload into models/ and the token row serves the token; without a fallback in
+ * `keepAside` a rename that fails (EBUSY) stopped the server from starting; without new ids for
+ * copies, only the last of two entries with one id could be reached.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
+// The same module object status-store.ts uses: spied on to inject a failure of the disk.
+import fsPromises from 'node:fs/promises';
 import path from 'node:path';
 import type { Entry } from '../../server/protocol';
 import { startFileServer, type FileServer } from '../helpers/file-server';
@@ -174,4 +178,27 @@ test('two entries with the same id (a copied entry) both stay reachable, each by
   expect((await srv.api('POST', `/api/downloads/${entries[1]!.id}/cancel`)).body.download).toMatchObject({ dest: 'loras/second.bin', status: 'cancelled' });
   expect(srv.store.all().map((e) => e.status)).toEqual(['paused', 'cancelled', 'paused']);
   expect(srv.log.lines.some((l) => l.includes('gave 2 entries') && l.includes('a new id'))).toBe(true);
+});
+
+describe('when the bad file cannot be moved aside (locked on Windows, a bind-mounted file: EBUSY)', () => {
+  afterEach(() => jest.restoreAllMocks());
+  const busy = (): Error => Object.assign(new Error('EBUSY: resource busy or locked, rename'), { code: 'EBUSY' });
+
+  test('it is copied aside instead, and the server starts', async () => {
+    jest.spyOn(fsPromises, 'rename').mockRejectedValueOnce(busy());
+    const { srv, dir } = await startWith('{"loras/a.bin": {"url": ');
+    expect((await srv.api('GET', '/healthz')).body).toEqual({ ok: true });
+    const aside = await asideFiles(dir);
+    expect(aside).toHaveLength(1);
+    expect(await fs.readFile(path.join(dir, aside[0]!), 'utf8')).toBe('{"loras/a.bin": {"url": ');
+    expect(srv.log.lines.some((l) => l.includes('nor moved aside (EBUSY'))).toBe(true);
+  });
+
+  test('nor copied: the server starts all the same, and says so', async () => {
+    jest.spyOn(fsPromises, 'rename').mockRejectedValueOnce(busy());
+    jest.spyOn(fsPromises, 'copyFile').mockRejectedValueOnce(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+    const { srv } = await startWith('not json');
+    expect((await srv.api('GET', '/status')).body).toEqual({});
+    expect(srv.log.lines.some((l) => l.startsWith('error could not keep a copy') && l.includes('ENOSPC'))).toBe(true);
+  });
 });
