@@ -268,3 +268,23 @@ test('bytes that arrive in a burst before a silence still show as progress', asy
   expect(seen.progress).toBe(30);
   files.releaseStalls();
 });
+
+test('a file renamed into place just before a kill is finished from disk, not fetched again', async () => {
+  const f = files.addFile('/renamed.bin', { size: 400_000 });
+  const dir = srv.dir;
+  await srv.stop({ keepDir: true });
+  const abs = path.join(dir, 'models', 'loras', 'renamed.bin');
+  await fs.mkdir(path.dirname(abs), { recursive: true });
+  await fs.writeFile(abs, f.data); // the rename happened; the status write that says so did not
+  const t = Date.now() / 1000;
+  await fs.writeFile(path.join(dir, 'status.json'), JSON.stringify({
+    'loras/renamed.bin': { id: 'r1', url: f.url, status: 'verifying', progress: 100, downloaded: f.size, file_size: f.size, speed: 0, eta: null, start_time: t, timestamp: t, attempts: 1, sha256: f.sha256 },
+  }));
+  const restarted = await startTestServer({}, { dir });
+  const stopRestarted = restarted.stop;
+  srv = Object.assign(restarted, { stop: async () => { await stopRestarted(); await fs.rm(dir, { recursive: true, force: true }); } });
+  const done = await until('r1', 'completed');
+  expect(done).toMatchObject({ downloaded: f.size, sha256: f.sha256 });
+  expect(files.requests.filter((r) => r.path === '/renamed.bin')).toHaveLength(0);
+  expect(sha(await fs.readFile(abs))).toBe(f.sha256);
+});

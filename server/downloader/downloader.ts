@@ -336,6 +336,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const state: TransferState = { hashedBytes: 0, received: 0, expected: {} };
     const meter = new SpeedMeter();
     let failures = 0;
+    if (await this.alreadyFinished(job, first)) return;
     let best = await bytesOnDisk(job.abs);
     let segmented = true;
     let result: { size: number; total: number | null } | undefined;
@@ -425,6 +426,30 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.sources.delete(job.dest);
     this.log.info(`${job.dest}: completed (${result.size} bytes)`);
     this.emit('finished', done);
+  }
+
+  /**
+   * A kill between the rename of a finished `.part` and the status write that says `completed`
+   * leaves a whole file under its final name and an entry that says it is under way: finish the
+   * entry (after checking size and sha256) instead of fetching gigabytes again. Only for an entry
+   * that had begun (a fresh `overwrite` must fetch) and has neither `.part` nor `.part.json`.
+   */
+  private async alreadyFinished(job: Job, e: Entry): Promise<boolean> {
+    if (e.attempts === 0 || e.file_size === null) return false;
+    const stat = await fs.promises.stat(job.abs).catch(() => undefined);
+    if (!stat?.isFile() || stat.size !== e.file_size) return false;
+    if ((await fs.promises.stat(partPath(job.abs)).catch(() => undefined)) || (await readMeta(job.abs))) return false;
+    this.update(job, { status: 'verifying', downloaded: stat.size, speed: 0, eta: null, ...(e.sha256 ? { progress: 0 } : {}) });
+    if (e.sha256) {
+      const digest = await hashFile(job.abs, () => undefined, job.controller.signal).catch(() => undefined);
+      if (job.controller.signal.aborted) return true; // paused or removed meanwhile: the command owns the entry
+      if (digest !== e.sha256) return false; // not ours after all: fetch it again (it replaces the file only when whole)
+    }
+    const done = this.update(job, { status: 'completed', speed: 0, eta: null, completion_time: nowSeconds(), error: undefined });
+    if (!done) return true;
+    this.log.info(`${job.dest}: the file was already complete on disk (the server stopped before recording it); marked completed`);
+    this.emit('finished', done);
+    return true;
   }
 
   /**
