@@ -356,6 +356,44 @@ describe('faults', () => {
   });
 });
 
+describe('faults added for the network-fault suite', () => {
+  test('when: a fault waits for a request it matches; others pass it by; clearFaults drops the rest', async () => {
+    const f = srv.addFile('/w.bin', { size: 1000 });
+    srv.fault('/w.bin', { status: 503, when: (r) => r.range !== 'bytes=0-0' }, { status: 502 });
+    const probe = await get(f.url, { headers: { Range: 'bytes=0-0' } });
+    expect(probe.status).toBe(502); // the 503 is not for a probe: the next fault is taken
+    expect((await get(f.url)).status).toBe(503);
+    srv.fault('/w.bin', { status: 500 }, { status: 500 });
+    srv.clearFaults('/w.bin');
+    expect((await get(f.url)).status).toBe(200);
+    expect(srv.requests.map((r) => r.fault?.status)).toEqual([502, 503, undefined]);
+  });
+
+  test('ignoreRange once: the whole body with 200, the next Range request is honoured', async () => {
+    const f = srv.addFile('/i1.bin', { size: 5000 });
+    srv.fault('/i1.bin', { ignoreRange: true });
+    const whole = await get(f.url, { headers: { Range: 'bytes=100-' } });
+    expect(whole.status).toBe(200);
+    expect(whole.body.equals(f.data)).toBe(true);
+    const ranged = await get(f.url, { headers: { Range: 'bytes=100-' } });
+    expect(ranged.status).toBe(206);
+    expect(ranged.body.equals(f.data.subarray(100))).toBe(true);
+  });
+
+  test('drip: the first pieces come one by one, then the rest, and the body is whole', async () => {
+    const f = srv.addFile('/d.bin', { size: 100_000 });
+    srv.fault('/d.bin', { drip: { bytes: 100, everyMs: 60, times: 4 } });
+    const c = open(f.url);
+    await c.waitReceived(100);
+    expect(c.received()).toBeLessThan(400); // not all at once
+    const done = await c.closed;
+    expect(done).toEqual({ complete: true, bytes: 100_000 });
+    const rec = srv.requests[0]!;
+    expect(rec.endedAt! - rec.startedAt).toBeGreaterThanOrEqual(200); // four gaps of 60 ms, loosely
+    expect(rec.bytesSent).toBe(100_000);
+  });
+});
+
 describe('throttle', () => {
   test('limits each of two parallel connections to the configured rate', async () => {
     const f = srv.addFile('/t.bin', { size: 100_000, throttle: 200_000 });

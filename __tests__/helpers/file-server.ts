@@ -11,7 +11,7 @@
  *   no multipart/byteranges. A downloader never asks for more than one range.
  * - A syntactically invalid Range (e.g. `bytes=9-3`, `items=0-1`) is ignored (200 full body),
  *   as RFC 9110 says; an unsatisfiable one (start >= size, `bytes=-0`) gets 416.
- * - Body-shaping faults (resetAfter, stallAfter, contentLengthDelta) apply to file responses;
+ * - Body-shaping faults (resetAfter, stallAfter, contentLengthDelta, drip, ignoreRange) apply to file responses;
  *   on a route() path or an unknown path only status / redirectTo / retryAfter / body / headers
  *   take effect (the fault is still consumed).
  * - `bytesSent` counts body bytes once the socket accepted them (write callback), so
@@ -48,8 +48,14 @@ export interface FileOptions {
   acceptRanges?: boolean;
 }
 
-/** One-shot behaviour, consumed in order by the next requests (any method) to the path. */
+/**
+ * One-shot behaviour, consumed in order by the next requests (any method) to the path. A fault with
+ * `when` is consumed by the first later request it matches; requests it does not match pass it by
+ * (and may take a fault queued after it).
+ */
 export interface Fault {
+  /** Only a request this returns true for takes the fault (e.g. not a one-byte probe). */
+  when?: (request: RequestRecord) => boolean;
   /** Answer this status with a small text body instead of the file. */
   status?: number;
   /** Retry-After header sent with `status`. */
@@ -70,6 +76,13 @@ export interface Fault {
   body?: string | Buffer;
   /** Extra headers for this one response. */
   headers?: Record<string, string>;
+  /** Answer this one request with 200 and the whole body even when it asks for a Range (the file's If-Range/ETag unchanged). */
+  ignoreRange?: boolean;
+  /**
+   * A slow drip: the first `times` × `bytes` body bytes go out `bytes` at a time, one piece every
+   * `everyMs` ms, then the rest as usual. The connection is alive but barely moving.
+   */
+  drip?: { bytes: number; everyMs: number; times: number };
 }
 
 export interface RequestRecord {
@@ -86,6 +99,8 @@ export interface RequestRecord {
   bytesSent: number;
   /** Date.now() at arrival. */
   startedAt: number;
+  /** Date.now() when the response closed (completed or cut); undefined while it is open. */
+  endedAt?: number;
   /** The response was fully sent as a well-formed HTTP message. */
   finished: boolean;
   /** The one-shot fault consumed by this request, if any (addition to the brief's API). */
@@ -109,6 +124,8 @@ export interface FileServer {
   /** Merge new options in; passing `size` or `data` regenerates the content (new bytes, new default ETag/Last-Modified). Returns the current content. */
   setFileOptions(path: string, opts: Partial<FileOptions>): FileInfo;
   fault(path: string, ...faults: Fault[]): void;
+  /** Drops the faults not yet consumed for the path. */
+  clearFaults(path: string): void;
   /** Custom handler; a path ending in `/*` matches every path under that prefix (longest prefix wins). Routes win over files. */
   route(path: string, handler: RouteHandler): void;
   requests: RequestRecord[];
@@ -320,14 +337,16 @@ export async function startFileServer(opts: { host?: string } = {}): Promise<Fil
       notify();
     });
     res.on('close', () => {
+      record.endedAt = Date.now();
       if (record.status === 0 && res.headersSent) {
         record.status = res.statusCode;
         notify();
       }
     });
 
-    const queue = faults.get(path);
-    const fault = queue?.shift();
+    const queue = faults.get(path) ?? [];
+    const at = queue.findIndex((f) => f.when === undefined || f.when(record));
+    const fault = at === -1 ? undefined : queue.splice(at, 1)[0];
     if (fault) record.fault = fault;
     notify();
 
@@ -423,7 +442,7 @@ export async function startFileServer(opts: { host?: string } = {}): Promise<Fil
     const etag = etagOf(entry);
     const lastModified = lastModifiedOf(entry);
     const advertiseRanges = o.acceptRanges !== false && !o.noContentLength;
-    const honourRanges = advertiseRanges && !o.ignoreRange;
+    const honourRanges = advertiseRanges && !o.ignoreRange && !fault?.ignoreRange;
 
     const headers: http.OutgoingHttpHeaders = { 'Content-Type': o.contentType ?? 'application/octet-stream' };
     if (etag !== undefined) headers['ETag'] = etag;
@@ -482,7 +501,22 @@ export async function startFileServer(opts: { host?: string } = {}): Promise<Fil
       res.end();
       return;
     }
-    const complete = await pump(res, record, body.subarray(0, sendLimit), o.throttle);
+    let dripped = 0;
+    if (fault?.drip && req.method !== 'HEAD') {
+      res.flushHeaders();
+      for (let i = 0; i < fault.drip.times && dripped < sendLimit; i++) {
+        await sleepOrClose(fault.drip.everyMs, res);
+        if (res.destroyed) return;
+        const piece = body.subarray(dripped, Math.min(sendLimit, dripped + fault.drip.bytes));
+        dripped += piece.length;
+        res.write(piece, (err) => {
+          if (err) return;
+          record.bytesSent += piece.length;
+          notify();
+        });
+      }
+    }
+    const complete = await pump(res, record, body.subarray(dripped, sendLimit), o.throttle);
     if (!complete) return; // client went away or close() ran
 
     const socket = res.socket;
@@ -618,6 +652,10 @@ export async function startFileServer(opts: { host?: string } = {}): Promise<Fil
       const queue = faults.get(p) ?? [];
       queue.push(...newFaults);
       faults.set(p, queue);
+    },
+
+    clearFaults(path) {
+      faults.delete(normalizePath(path));
     },
 
     route(path, handler) {
