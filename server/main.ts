@@ -46,7 +46,9 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const e = err as NodeJS.ErrnoException;
-  if (e.code === 'EADDRINUSE') console.error(`model-downloader: port already in use (${e.message}); set PORT to another port`);
+  // Another server uses the same status file: its message says which and what to do.
+  if (e.code === 'LOCKED') console.error(`model-downloader: ${e.message}`);
+  else if (e.code === 'EADDRINUSE') console.error(`model-downloader: port already in use (${e.message}); set PORT to another port`);
   else console.error(`model-downloader: failed to start: ${e.stack ?? String(e)}`);
   process.exit(1);
 });

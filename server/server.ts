@@ -4,6 +4,7 @@ import { createApp } from './app';
 import { Catalog } from './catalog';
 import type { Config } from './config';
 import { Downloader, type DownloaderOptions } from './downloader/downloader';
+import { acquireLock, LockedError, type InstanceLock } from './instance-lock';
 import { intake } from './intake';
 import type { Logger } from './logger';
 import { resolveDest } from './paths';
@@ -46,56 +47,87 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       return false;
     }
   };
-  const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
-  await store.load();
-  const catalog = new Catalog({ file: config.catalogFile, modelsDir: config.modelsDir, log });
-  await catalog.open();
-  const sources = createSources(config);
-  const downloader = new Downloader({
-    store,
-    log,
-    modelsDir: config.modelsDir,
-    maxConcurrent: config.maxConcurrent,
-    connections: config.connections,
-    staleMinutes: config.staleMinutes,
-    retentionHours: config.retentionHours,
-    resolveSource: sources.resolve,
-    ...options.downloader,
-  });
-  const add = (req: AddRequest) => intake(req, { downloader, sources, modelsDir: config.modelsDir });
-  const app = createApp({ config, store, downloader, log, intake: add, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
-  const server = http.createServer(app.callback());
-  // Long-lived streams are fine; a client that never finishes its request headers is not.
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
-  const hub = new WsHub(server, { config, store, downloader, log, intake: add, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
-    ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
+  const lock = await lockStatusFile(config, log);
+  // What is open so far, so that a start failing half-way (a port in use) closes it again.
+  const opened: Array<() => Promise<void>> = [];
+  try {
+    const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
+    opened.push(() => store.close());
+    await store.load();
+    const catalog = new Catalog({ file: config.catalogFile, modelsDir: config.modelsDir, log });
+    opened.push(() => catalog.close());
+    await catalog.open();
+    const sources = createSources(config);
+    const downloader = new Downloader({
+      store,
+      log,
+      modelsDir: config.modelsDir,
+      maxConcurrent: config.maxConcurrent,
+      connections: config.connections,
+      staleMinutes: config.staleMinutes,
+      retentionHours: config.retentionHours,
+      resolveSource: sources.resolve,
+      ...options.downloader,
     });
-  });
-  await downloader.start();
-  const { port } = server.address() as AddressInfo;
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    opened.push(() => downloader.close());
+    const add = (req: AddRequest) => intake(req, { downloader, sources, modelsDir: config.modelsDir });
+    const app = createApp({ config, store, downloader, log, intake: add, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
+    const server = http.createServer(app.callback());
+    // Long-lived streams are fine; a client that never finishes its request headers is not.
+    server.headersTimeout = 30_000;
+    server.requestTimeout = 60_000;
+    const hub = new WsHub(server, { config, store, downloader, log, intake: add, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
+      ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
+    });
+    opened.push(() => hub.close());
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      await hub.close();
-      await downloader.close();
-      await store.close();
-      await catalog.close();
-      server.closeAllConnections();
-      await stopped;
-    })());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    await downloader.start();
+    const { port } = server.address() as AddressInfo;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
 
-  log.info(`Model Downloader serving ${url}/ (models in ${config.modelsDir}, status in ${config.statusFile})`);
-  return { url, port, store, downloader, hub, close };
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> =>
+      (closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        await hub.close();
+        await downloader.close();
+        await store.close();
+        await catalog.close();
+        server.closeAllConnections();
+        await stopped;
+        // Last: the next server may start as soon as the lock is gone, and the file is final now.
+        await lock?.release();
+      })());
+
+    log.info(`Model Downloader serving ${url}/ (models in ${config.modelsDir}, status in ${config.statusFile})`);
+    return { url, port, store, downloader, hub, close };
+  } catch (err) {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
+    await lock?.release();
+    throw err;
+  }
+}
+
+/**
+ * Takes `<status file>.lock` (see instance-lock.ts). Throws LockedError when another running server
+ * uses the same status file. A lock that cannot be created at all (a read-only folder) is logged
+ * and the server starts unguarded, as it did before locks: the lock must not be what stops it.
+ */
+async function lockStatusFile(config: Readonly<Config>, log: Logger): Promise<InstanceLock | undefined> {
+  const file = `${config.statusFile}.lock`;
+  try {
+    return await acquireLock(file, { log, what: config.statusFile, hint: 'stop it or set STATUS_FILE to another file' });
+  } catch (err) {
+    if (err instanceof LockedError) throw err;
+    log.warn(`could not create the lock file ${file} (${(err as Error).message}); a second server started on the same status file would not be refused`);
+    return undefined;
+  }
 }

@@ -72,6 +72,43 @@ test('SIGTERM: exits 0 within 5 s, keeps the .part, and the status file says it 
   expect(e).toMatchObject({ status: 'queued', speed: 0, eta: null });
   expect(e.downloaded).toBe(await partSize('loras/term.bin'));
   expect(e.downloaded).toBeGreaterThan(300_000);
+  // The lock goes with the server: the next start needs no take-over.
+  await expect(fs.access(path.join(dir, 'status.json.lock'))).rejects.toMatchObject({ code: 'ENOENT' });
+});
+
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('a second server on the same status file exits 1 naming the first; the first keeps serving, its status file untouched', async () => {
+  const f = files.addFile('/small.bin', { size: 100_000 });
+  const first = await start();
+  await fetch(`${first.url}/api/downloads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: f.url, folder: 'loras' }) });
+  const statusFile = path.join(dir, 'status.json');
+  await waitFor(async () => (JSON.parse(await fs.readFile(statusFile, 'utf8')) as Record<string, Entry>)['loras/small.bin']?.status === 'completed', 'the completed download in the status file');
+  // A write of the first server in flight: the second's start-up would remove it as a leftover.
+  const inFlight = path.join(dir, 'status.json.987654321');
+  await fs.writeFile(inFlight, '{"loras/small.bin": {');
+  const before = { text: await fs.readFile(statusFile, 'utf8'), mtimeMs: (await fs.stat(statusFile)).mtimeMs };
+
+  await expect(spawnServer(env())).rejects.toThrow(
+    new RegExp(`^server exited \\(1\\) before it started:\nmodel-downloader: another Model Downloader \\(pid ${first.proc.pid}, started \\S+\\) is using ${escape(statusFile)}; stop it or set STATUS_FILE to another file\n$`),
+  );
+  expect({ text: await fs.readFile(statusFile, 'utf8'), mtimeMs: (await fs.stat(statusFile)).mtimeMs }).toEqual(before);
+  expect(await fs.readFile(inFlight, 'utf8')).toBe('{"loras/small.bin": {');
+  expect(JSON.parse(await fs.readFile(`${statusFile}.lock`, 'utf8'))).toMatchObject({ pid: first.proc.pid });
+  expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+  expect((await statusOf(first.url))['loras/small.bin']!.status).toBe('completed');
+});
+
+test('a kill -9 leaves the lock behind; the next start takes it over and says so', async () => {
+  const first = await start();
+  const pid = first.proc.pid!;
+  await first.kill('SIGKILL');
+  const lock = path.join(dir, 'status.json.lock');
+  expect(JSON.parse(await fs.readFile(lock, 'utf8'))).toMatchObject({ pid });
+  const second = await start();
+  expect(second.output()).toMatch(new RegExp(`warning: took over the lock ${escape(lock)} left by a server that is gone \\(pid ${pid}, started \\S+: no longer running\\)`));
+  expect(JSON.parse(await fs.readFile(lock, 'utf8'))).toMatchObject({ pid: second.proc.pid });
+  expect((await fetch(`${second.url}/healthz`)).status).toBe(200);
 });
 
 test('a bad configuration exits 1 with a message naming the variable', async () => {
