@@ -54,6 +54,8 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private readonly known: string[] = [];
   private watcher: FSWatcher | undefined;
   private closed = false;
+  /** Whether the last write of the file failed (a full disk): memory is right, the file behind. */
+  private writeFailed = false;
 
   constructor(options: StatusStoreOptions) {
     super();
@@ -90,13 +92,21 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     await this.removeStaleTemps();
     let text: string | undefined;
     try {
-      text = await fs.readFile(this.file, 'utf8');
+      text = await readText(this.file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     if (text !== undefined) this.remember(text); // what we started from is no edit
-    const loaded = (text === undefined ? undefined : await this.parse(text, { atStartup: true })) ?? new Map<string, Entry>();
-    for (const e of loaded.values()) this.setEntry(e);
+    const parsed = text === undefined ? undefined : await this.parse(text, { atStartup: true });
+    for (const e of parsed?.entries.values() ?? []) this.setEntry(e);
+    if (parsed && parsed.changes.length > 0) {
+      // The file on disk must say what clients are shown (another process reads it too, and a
+      // token must not stay on disk until the next download happens to rewrite it).
+      this.dirty = true;
+      this.urgent = true;
+      await this.writeNow();
+      if (!this.writeFailed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${parsed.changes.join('; ')})`);
+    }
     if (this.watchEnabled) await this.startWatching();
     return this.all();
   }
@@ -187,7 +197,11 @@ export class StatusStore extends EventEmitter<StoreEvents> {
         this.lastWriteAt = Date.now();
         return fs.mkdir(path.dirname(this.file), { recursive: true }).then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }));
       })
+      .then(() => {
+        this.writeFailed = false;
+      })
       .catch((err: unknown) => {
+        this.writeFailed = true;
         // A full disk must not take the server down: memory stays right and the next change retries.
         this.log.error(`could not write the status file ${this.file}: ${(err as Error).message}`);
       })
@@ -207,7 +221,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (!this.watchEnabled || this.closed) return;
     let text: string;
     try {
-      text = await fs.readFile(this.file, 'utf8');
+      text = await readText(this.file);
     } catch {
       return;
     }
@@ -227,23 +241,28 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * The entries the file holds. Undefined when it cannot be used at all (not JSON, not an object,
-   * empty): at start-up it is then kept aside; an edit by another process is ignored, never taken
-   * for "no downloads" (a non-atomic writer leaves the file empty or half-written for a moment).
+   * The entries the file holds, and what makes the file differ from them (dropped entries, new ids,
+   * cleaned URLs). Undefined when it cannot be used at all (not JSON, not an object, empty): at
+   * start-up it is then kept aside; an edit by another process is ignored, never taken for "no
+   * downloads" (a non-atomic writer leaves the file empty or half-written for a moment).
    */
-  private async parse(text: string, options: { atStartup: boolean }): Promise<Map<string, Entry> | undefined> {
+  private async parse(text: string, options: { atStartup: boolean }): Promise<ParsedFile | undefined> {
     const result = new Map<string, Entry>();
-    const unusable = async (reason: string): Promise<undefined> => {
-      if (options.atStartup) await this.keepAside(reason);
-      else this.log.warn(`ignored an edit of ${this.file}: ${reason}`);
-      return undefined;
+    const unusable = async (reason: string): Promise<ParsedFile | undefined> => {
+      if (!options.atStartup) {
+        this.log.warn(`ignored an edit of ${this.file}: ${reason}`);
+        return undefined;
+      }
+      // Moved aside: there is no file left to disagree with. Copied aside (it could not be moved):
+      // the bad file is still in place, so it is replaced at once by what is served.
+      return (await this.keepAside(reason)) === 'copied' ? { entries: result, changes: ['its unusable content was kept aside'] } : undefined;
     };
     if (text.trim() === '') {
       // At start-up, nothing to keep aside (`touch` makes one for a bind mount), but worth a line:
       // it may also be what a crash of another writer left.
       if (!options.atStartup) return unusable('it is empty');
       this.log.warn(`the status file ${this.file} is empty; starting with no downloads`);
-      return result;
+      return { entries: result, changes: [] };
     }
     let data: unknown;
     try {
@@ -255,6 +274,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     const dropped: string[] = [];
     const ids = new Set<string>();
     const renamed: string[] = [];
+    let urls = 0;
     for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
       const entry = parseEntry(key, value);
       if (typeof entry === 'string') dropped.push(`${key}: ${entry}`);
@@ -267,15 +287,23 @@ export class StatusStore extends EventEmitter<StoreEvents> {
           renamed.push(key);
         }
         ids.add(entry.id);
+        // A token or signature removed (or the URL put in its normal form): never logged itself.
+        if (entry.url !== (value as { url: string }).url) urls++;
         result.set(key, entry);
       }
     }
-    if (renamed.length > 0) this.log.warn(`gave ${renamed.length} entr${renamed.length === 1 ? 'y' : 'ies'} of ${this.file} a new id (another entry had the same): ${renamed.slice(0, 5).join(', ')}`);
-    if (dropped.length > 0) {
-      this.log.warn(`dropped ${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} of ${this.file}: ${dropped.slice(0, 5).join('; ')}`);
-      if (options.atStartup) await this.copyAside('it had unusable entries');
+    const changes: string[] = [];
+    if (renamed.length > 0) {
+      this.log.warn(`gave ${renamed.length} entr${renamed.length === 1 ? 'y' : 'ies'} of ${this.file} a new id (another entry had the same): ${listed(renamed, ', ')}`);
+      changes.push(`${renamed.length} new id${renamed.length === 1 ? '' : 's'}`);
     }
-    return result;
+    if (dropped.length > 0) {
+      this.log.warn(`dropped ${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} of ${this.file}: ${listed(dropped, '; ')}`);
+      if (options.atStartup) await this.copyAside('it had unusable entries');
+      changes.push(`${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} dropped`);
+    }
+    if (urls > 0) changes.push(`${urls} URL${urls === 1 ? '' : 's'} without credentials or in normal form`);
+    return { entries: result, changes };
   }
 
   /**
@@ -305,25 +333,27 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * Windows, a bind-mounted file: EBUSY) is copied instead, and one that cannot be copied either is
    * only logged; the server starts in any case.
    */
-  private async keepAside(reason: string): Promise<void> {
+  private async keepAside(reason: string): Promise<'moved' | 'copied' | 'failed'> {
     const aside = this.asidePath();
     try {
       await fs.rename(this.file, aside);
       this.log.warn(`the status file ${this.file} could not be used (${reason}); kept it as ${aside} and started with an empty one`);
-      return;
+      return 'moved';
     } catch (err) {
       this.log.warn(`the status file ${this.file} could not be used (${reason}) nor moved aside (${(err as Error).message})`);
     }
-    await this.copyAside(`${reason}; it will be overwritten`);
+    return (await this.copyAside(`${reason}; it will be overwritten`)) ? 'copied' : 'failed';
   }
 
-  private async copyAside(reason: string): Promise<void> {
+  private async copyAside(reason: string): Promise<boolean> {
     const aside = this.asidePath();
     try {
       await fs.copyFile(this.file, aside);
       this.log.warn(`kept a copy of the status file as ${aside} (${reason})`);
+      return true;
     } catch (err) {
       this.log.error(`could not keep a copy of the status file ${this.file} as ${aside} (${reason}): ${(err as Error).message}`);
+      return false;
     }
   }
 
@@ -347,7 +377,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.closed) return;
     let text: string;
     try {
-      text = await fs.readFile(this.file, 'utf8');
+      text = await readText(this.file);
     } catch {
       return; // removed between the event and the read: our next write recreates it
     }
@@ -358,11 +388,32 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private async applyEdit(text: string): Promise<void> {
     if (this.closed || this.known.includes(hash(text))) return;
     this.remember(text); // at once: the watcher and a write may both look at the same edit
-    const entries = await this.parse(text, { atStartup: false });
-    if (this.closed || !entries) return;
+    const parsed = await this.parse(text, { atStartup: false });
+    if (this.closed || !parsed) return;
+    const { entries } = parsed;
     this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
     this.emit('external', entries);
   }
 }
 
 const hash = (text: string): string => crypto.createHash('sha1').update(text).digest('hex');
+
+/** The entries of a status file, and what makes the file differ from them (empty when nothing does). */
+interface ParsedFile {
+  entries: Map<string, Entry>;
+  changes: string[];
+}
+
+/** The first ten items, and how many more there are: a log line that stays a line. */
+const listed = (items: string[], separator: string): string => items.slice(0, 10).join(separator) + (items.length > 10 ? `${separator}and ${items.length - 10} more` : '');
+
+/**
+ * The file's text. An editor on Windows may save it with a byte-order mark (Notepad's "UTF-8 with
+ * BOM"), or as UTF-16 (PowerShell 5's `Out-File`): JSON.parse refuses both as they come.
+ */
+async function readText(file: string): Promise<string> {
+  const data = await fs.readFile(file);
+  if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) return data.subarray(3).toString('utf8');
+  if (data[0] === 0xff && data[1] === 0xfe) return data.subarray(2).toString('utf16le');
+  return data.toString('utf8');
+}

@@ -7,7 +7,10 @@
  * the whole-file rows fail (no `.bad-*` copy); without the URL check in `parseEntry` the data: row
  * downloads its payload into models/ and the token row serves the token; without a fallback in
  * `keepAside` a rename that fails (EBUSY) stopped the server from starting; without new ids for
- * copies, only the last of two entries with one id could be reached.
+ * copies, only the last of two entries with one id could be reached; before the file was rewritten
+ * at start-up, it kept the dropped entries, the copied ids and the stored token until the next
+ * download happened to rewrite it; before the byte-order mark was stripped, a file saved by a
+ * Windows editor was put aside as "not valid JSON" and every download in it forgotten.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -39,6 +42,8 @@ async function startWith(content: string | Buffer): Promise<{ srv: TestServer; d
   return { srv, dir };
 }
 
+/** The status file as it is on disk now (no flush: what another process would read). */
+const onDisk = async (srv: TestServer): Promise<Record<string, Entry>> => JSON.parse(await fs.readFile(srv.statusFile, 'utf8')) as Record<string, Entry>;
 const asideFiles = async (dir: string): Promise<string[]> => (await fs.readdir(dir)).filter((n) => n.startsWith('status.json.bad-'));
 const t = Date.now() / 1000;
 const good = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -118,6 +123,11 @@ test('entries with impossible values: the usable ones are served with sane value
   expect(byDest.get('loras/lies.bin')).toMatchObject({ folder: 'loras', filename: 'lies.bin' });
   const dropped = srv.log.lines.find((l) => l.includes('dropped 12 unusable entries'));
   expect(dropped).toBeDefined();
+  expect(dropped).toContain('loras/unknown-status.bin: unknown status "exploded"');
+  expect(dropped).toContain('and 2 more');
+  // The file on disk says what clients are shown, at once (no download has written it since).
+  expect(await onDisk(srv)).toEqual(JSON.parse(JSON.stringify(Object.fromEntries(served.map((e) => [e.dest, e])))));
+  expect(srv.log.lines).toContain(`info rewrote the status file ${srv.statusFile} to match the 5 entries served (12 unusable entries dropped)`);
   // The original is kept, whole, for a person to look at.
   const aside = await asideFiles(dir);
   expect(aside).toHaveLength(1);
@@ -143,6 +153,9 @@ test('entries whose URL could not be given to the API are dropped, and a stored 
     expect(shown).not.toMatch(/SIGSECRET123|TOKSECRET456/);
     expect(srv.log.lines.some((l) => l.includes('dropped 4 unusable entries'))).toBe(true);
     expect(srv.log.lines.join('\n')).not.toMatch(/SIGSECRET123|TOKSECRET456|user:pass/);
+    // Nor is it left in the status file until some later write: it is rewritten at start-up.
+    expect(Object.keys(await onDisk(srv))).toEqual(['loras/signed.bin']);
+    expect(await fs.readFile(srv.statusFile, 'utf8')).not.toMatch(/SIGSECRET123|TOKSECRET456|user:pass|data:|file:/);
     // Nothing was fetched for them, and nothing was written.
     await srv.store.flush();
     expect(await snapshotTree(path.join(dir, 'models'))).toEqual(before);
@@ -162,7 +175,7 @@ test('temp files left by a write that was killed are removed at start-up; other 
   const srv = await startTestServer({}, { dir });
   servers.push(srv);
   expect(srv.store.get('loras/ok.bin')).toBeDefined();
-  expect((await fs.readdir(dir)).filter((n) => n !== 'models').sort()).toEqual(['catalog.json', 'other.json.123', 'status.json', 'status.json.backup', 'status.json.bad-2025-01-01T00-00-00-000Z']);
+  expect((await fs.readdir(dir)).filter((n) => n !== 'models').sort()).toEqual(['catalog.json', 'other.json.123', 'status.json', 'status.json.backup', 'status.json.bad-2025-01-01T00-00-00-000Z', 'status.json.lock']);
   expect(srv.log.lines).toContain(`info removed 2 temporary file(s) left by an interrupted write of ${srv.statusFile}`);
 });
 
@@ -173,6 +186,9 @@ test('two entries with the same id (a copied entry) both stay reachable, each by
   expect(entries.map((e) => e.dest)).toEqual(['loras/first.bin', 'loras/second.bin', 'vae/third.bin']);
   expect(new Set(entries.map((e) => e.id)).size).toBe(3);
   expect(entries[0]!.id).toBe('same-id'); // the first keeps its id
+  // The file says so too, at once: another process reading it sees the ids the API answers to.
+  expect(Object.values(await onDisk(srv)).map((e) => e.id)).toEqual(entries.map((e) => e.id));
+  expect(srv.log.lines.some((l) => l.startsWith(`info rewrote the status file ${srv.statusFile}`) && l.includes('(2 new ids)'))).toBe(true);
   for (const e of entries) expect((await srv.api('GET', `/api/downloads/${e.id}`)).body.download.dest).toBe(e.dest);
   // Each can be driven on its own: cancelling one leaves the others paused.
   expect((await srv.api('POST', `/api/downloads/${entries[1]!.id}/cancel`)).body.download).toMatchObject({ dest: 'loras/second.bin', status: 'cancelled' });
@@ -192,6 +208,8 @@ describe('when the bad file cannot be moved aside (locked on Windows, a bind-mou
     expect(aside).toHaveLength(1);
     expect(await fs.readFile(path.join(dir, aside[0]!), 'utf8')).toBe('{"loras/a.bin": {"url": ');
     expect(srv.log.lines.some((l) => l.includes('nor moved aside (EBUSY'))).toBe(true);
+    // The copy kept, the bad file in place is replaced at once by what is served.
+    expect(await onDisk(srv)).toEqual({});
   });
 
   test('nor copied: the server starts all the same, and says so', async () => {
@@ -200,5 +218,23 @@ describe('when the bad file cannot be moved aside (locked on Windows, a bind-mou
     const { srv } = await startWith('not json');
     expect((await srv.api('GET', '/status')).body).toEqual({});
     expect(srv.log.lines.some((l) => l.startsWith('error could not keep a copy') && l.includes('ENOSPC'))).toBe(true);
+    // With no copy anywhere, the bad file is not overwritten at start-up: it is the only one.
+    expect(await fs.readFile(srv.statusFile, 'utf8')).toBe('not json');
+  });
+});
+
+describe('a status file saved by an editor on Windows is read as it is meant', () => {
+  const content = { 'loras/ok.bin': good(), 'vae/paused.bin': good({ id: 'paused1', status: 'paused', progress: 40, downloaded: 2, completion_time: undefined }) };
+  test.each([
+    ['UTF-8 with a byte-order mark (Notepad)', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(content, null, 2))])],
+    ['UTF-16 with a byte-order mark (PowerShell 5 Out-File)', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(JSON.stringify(content, null, 2), 'utf16le')])],
+  ])('%s: every entry served, nothing kept aside, no warning', async (_name, bytes) => {
+    const { srv, dir } = await startWith(bytes);
+    expect(srv.store.all().map((e) => [e.dest, e.id, e.status])).toEqual([
+      ['loras/ok.bin', 'good1', 'completed'],
+      ['vae/paused.bin', 'paused1', 'paused'],
+    ]);
+    expect(await asideFiles(dir)).toEqual([]);
+    expect(srv.log.lines.filter((l) => !l.startsWith('info'))).toEqual([]);
   });
 });

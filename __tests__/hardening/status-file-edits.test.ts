@@ -54,6 +54,13 @@ test('a broken, empty or wrongly shaped edit is ignored, never taken for "no dow
   await waitFor(() => srv.store.all().length === 1, 'the good edit to be applied');
 });
 
+test('an edit saved with a byte-order mark (an editor on Windows) is applied like any other', async () => {
+  const { srv } = await startWith(JSON.stringify({ 'loras/ok.bin': good() }));
+  await fs.writeFile(srv.statusFile, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ 'loras/ok.bin': good(), 'vae/added.bin': good({ id: 'added' }) }))]));
+  await waitFor(() => srv.store.getById('added'), 'the edit to be applied');
+  expect(srv.log.lines.filter((l) => l.includes('ignored an edit'))).toEqual([]);
+});
+
 describe('edits by another process', () => {
   test('an edit made while a download writes the file is applied, not lost to our next write; the live download keeps its state', async () => {
     files = await startFileServer();
