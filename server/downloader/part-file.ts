@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { AppError } from '../errors';
 
 /**
  * What we know about a `.part` file, kept beside it as `<dest>.part.json` so a resume after a
@@ -98,7 +99,18 @@ export async function commitPart(abs: string): Promise<void> {
   } finally {
     await handle.close();
   }
-  await fs.rename(partPath(abs), abs);
+  try {
+    await fs.rename(partPath(abs), abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
+      // A folder appeared at dest while the file downloaded (add() refuses one that was there):
+      // leave it as it is, and keep the finished .part and its metadata, so retry just renames it.
+      const name = path.basename(abs);
+      throw new AppError('DEST_IS_DIRECTORY', `${name} is a folder now; the finished download is kept as ${name}.part: move the folder away and press retry`, { cause: err });
+    }
+    throw err;
+  }
   await fs.rm(metaPath(abs), { force: true });
   // fsync the folder so the rename itself survives a power cut.
   try {

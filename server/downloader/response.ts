@@ -1,4 +1,4 @@
-import fsp from 'node:fs/promises';
+import fs from 'node:fs';
 import path from 'node:path';
 import { AppError, errnoOf } from '../errors';
 import { networkError, type OpenedResponse } from './http-client';
@@ -36,27 +36,66 @@ export async function classifyFailure(err: unknown, abs: string, url: URL): Prom
 
 const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EIO', 'EFBIG']);
 
+/**
+ * A disk failure as an AppError that says what happened and what to do, with the errno as its
+ * code. Not retried: it needs a person. Names the file, never the server's absolute path.
+ */
 export function diskError(err: unknown, abs: string): AppError {
   const errno = errnoOf(err) ?? 'EIO';
-  return new AppError(errno, `cannot write ${path.basename(abs)}: ${(err as Error).message}`, { cause: err });
+  // A recursive mkdir on a read-only or forbidden disk fails with ENOENT (Node reports the missing
+  // parent it could not create): ask the nearest folder that exists why.
+  const code = errno === 'ENOENT' ? (whyUnwritable(path.dirname(abs)) ?? errno) : errno;
+  const name = path.basename(abs);
+  let message: string;
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      message = `disk full${freeSpace(abs)}; the partial file is kept, free some space and press retry`;
+      break;
+    case 'EROFS':
+      message = `cannot write ${name}: its folder is on a read-only disk (EROFS); make it writable and press retry`;
+      break;
+    case 'EACCES':
+    case 'EPERM':
+      message = `cannot write ${name}: permission denied (${code}); let the server write to its folder and press retry`;
+      break;
+    case 'EISDIR':
+      message = `cannot write ${name}: a folder has that name; move it away and press retry`;
+      break;
+    default:
+      message = `cannot write ${name}: ${(err as Error).message}`;
+  }
+  return new AppError(code, message, { cause: err });
 }
 
-/** A disk failure, with the free space when the disk is full. Not retried: it needs a person. */
+/** `: N bytes free` on the disk holding `abs` (or its nearest existing folder), or nothing when unknown. */
+function freeSpace(abs: string): string {
+  try {
+    const s = fs.statfsSync(nearestExisting(path.dirname(abs)));
+    return `: ${s.bavail * s.bsize} bytes free`;
+  } catch {
+    return '';
+  }
+}
+
+function nearestExisting(dir: string): string {
+  let at = dir;
+  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  return at;
+}
+
+/** The errno that keeps this process from writing in `dir` (EROFS, EACCES), if any. */
+function whyUnwritable(dir: string): string | undefined {
+  try {
+    fs.accessSync(nearestExisting(dir), fs.constants.W_OK);
+    return undefined;
+  } catch (err) {
+    return errnoOf(err);
+  }
+}
+
+/** A disk failure met while transferring (see diskError). */
 async function describeDiskError(err: unknown, abs: string): Promise<AppError> {
-  const errno = errnoOf(err) ?? 'EIO';
-  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
-    let free = '';
-    try {
-      const s = await fsp.statfs(path.dirname(abs));
-      free = `: ${s.bavail * s.bsize} bytes free`;
-    } catch {
-      // statfs unavailable: the plain message will do
-    }
-    return new AppError(errno, `disk full${free}; the partial file is kept, free some space and press retry`, { cause: err });
-  }
-  if (errno === 'EROFS' || errno === 'EACCES' || errno === 'EPERM') {
-    return new AppError(errno, `cannot write to ${path.dirname(abs)}: permission denied or read-only`, { cause: err });
-  }
   return diskError(err, abs);
 }
 
