@@ -3,6 +3,8 @@ import type { FileHandle } from 'node:fs/promises';
 export interface ChunkWriterOptions {
   /** Bytes buffered (gathering plus in flight) beyond which the source should pause. @default 4 MiB */
   highWaterMark?: number;
+  /** Called after every batch the kernel accepted (or refused, with the error). */
+  onSettled?: (err?: unknown) => void;
 }
 
 /**
@@ -16,6 +18,7 @@ export class ChunkWriter {
   /** Bytes written to the file so far (from `start`). */
   written = 0;
   private readonly highWaterMark: number;
+  private readonly onSettled: ((err?: unknown) => void) | undefined;
   private gathering: Buffer[] = [];
   private gatheredBytes = 0;
   private inFlight: Promise<void> | undefined;
@@ -31,6 +34,7 @@ export class ChunkWriter {
     // 4 MiB measured best on a 1 GiB loopback download: 16 MiB kept enough buffers alive to push
     // them into the old generation (a third of the CPU went to GC), 1 MiB paused the socket too often.
     this.highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024;
+    this.onSettled = options.onSettled;
   }
 
   /** Bytes queued or being written, not yet counted in `written`. */
@@ -85,6 +89,7 @@ export class ChunkWriter {
         if (this.failure || this.gatheredBytes + this.inFlightBytes < this.highWaterMark / 2) {
           for (const wake of this.drainWaiters.splice(0)) wake();
         }
+        this.onSettled?.(this.failure);
       });
   }
 

@@ -10,6 +10,7 @@ import { ACTIVE_STATUSES, FINISHED_STATUSES, type AddRequest, type AddResult, ty
 import type { StatusStore } from '../status-store';
 import { parseSourceUrl, redactUrl } from '../url-policy';
 import { bytesOnDisk, commitPart, hashFile, partPath, readMeta, removePart } from './part-file';
+import { closeIdleConnections } from './raw-http';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry-delay';
 import { plainSource, type SourceResolver } from './source';
 import { SpeedMeter } from './speed-meter';
@@ -226,6 +227,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const pending = [...this.jobs.values()].map((j) => j.done);
     for (const dest of this.jobs.keys()) this.stopJob(dest, 'shutdown');
     await Promise.all(pending);
+    closeIdleConnections();
     this.state = 'closed';
   }
 

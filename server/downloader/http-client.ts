@@ -1,9 +1,6 @@
-import http from 'node:http';
-import https from 'node:https';
-import type { Readable } from 'node:stream';
-import axios, { type AxiosResponse } from 'axios';
 import { AppError } from '../errors';
-import { checkAddressLiteral, guardedLookup, redactUrl } from '../url-policy';
+import { checkAddressLiteral, redactUrl } from '../url-policy';
+import { request, type RawBody } from './raw-http';
 
 /** Headers to add for one hop of a request: credentials go only to the host they belong to. */
 export type HeadersFor = (url: URL) => Record<string, string>;
@@ -20,36 +17,20 @@ export interface OpenOptions {
 export interface OpenedResponse {
   status: number;
   headers: Record<string, string | undefined>;
-  body: Readable;
+  /** Read it as a stream, or move it to a file with `pump()`; destroy it when it is not wanted. */
+  body: RawBody;
   /** The URL that answered, after redirects (may carry a signature: never store or log it raw). */
   url: URL;
   /** The headers of the first response, before any redirect (Hugging Face's X-Linked-* live there). */
   firstHeaders: Record<string, string | undefined>;
 }
 
-// Keep-alive agents whose DNS lookup refuses link-local and metadata addresses, so neither a
-// redirect nor a DNS answer can lead a download there.
-// At most 16 connections to one host, whatever MAX_CONCURRENT × CONNECTIONS says: more gains
-// nothing and gets a client throttled or banned by a CDN (aria2 caps at 16 as well).
-const agentOptions = { keepAlive: true, maxSockets: 16, lookup: guardedLookup } as const;
-const httpAgent = new http.Agent(agentOptions);
-const httpsAgent = new https.Agent(agentOptions);
-
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-function flatten(headers: AxiosResponse['headers']): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [key, value] of Object.entries(headers as Record<string, unknown>)) {
-    if (value === undefined || value === null) continue;
-    out[key.toLowerCase()] = Array.isArray(value) ? value.join(', ') : String(value);
-  }
-  return out;
-}
 
 /**
  * GET with redirects followed by hand, so that every hop is checked (http(s) only, no forbidden
  * address, no loop) and credentials are added per host, never carried to a CDN host.
- * The body is a raw stream (no decompression: offsets must be byte offsets of the file).
+ * No decompression (Accept-Encoding: identity): offsets must be byte offsets of the file.
  */
 export async function openStream(start: URL, options: OpenOptions): Promise<OpenedResponse> {
   const maxRedirects = options.maxRedirects ?? 10;
@@ -68,30 +49,16 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
       ...options.headers,
       ...(options.headersFor?.(url) ?? {}),
     };
-    let res: AxiosResponse<Readable>;
+    let res;
     try {
-      res = await axios.request<Readable>({
-        url: url.toString(),
-        method: 'GET',
-        headers,
-        responseType: 'stream',
-        maxRedirects: 0,
-        decompress: false,
-        validateStatus: () => true,
-        signal: options.signal,
-        httpAgent,
-        httpsAgent,
-        proxy: false,
-        maxContentLength: Infinity,
-        maxBodyLength: Infinity,
-      });
+      res = await request(url, headers, options.signal);
     } catch (err) {
       throw networkError(err, url);
     }
-    const flat = flatten(res.headers);
+    const flat = res.headers;
     firstHeaders ??= flat;
     if (REDIRECTS.has(res.status) && flat.location) {
-      res.data.destroy();
+      res.body.destroy();
       if (hop >= maxRedirects) {
         throw new AppError('TOO_MANY_REDIRECTS', `Gave up after ${maxRedirects} redirects, starting at ${redactUrl(start)}`);
       }
@@ -110,7 +77,7 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
       url = next;
       continue;
     }
-    return { status: res.status, headers: flat, body: res.data, url, firstHeaders };
+    return { status: res.status, headers: flat, body: res.body, url, firstHeaders };
   }
 }
 
@@ -118,7 +85,7 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
 export function networkError(err: unknown, url: URL): AppError {
   if (err instanceof AppError) return err;
   const e = err as { code?: string; message?: string; cause?: { code?: string } };
-  if (axios.isCancel(err) || e.code === 'ERR_CANCELED' || e.code === 'ABORT_ERR') {
+  if (e.code === 'ABORT_ERR') {
     return new AppError('ABORTED', 'The transfer was aborted', { cause: err });
   }
   const code = e.cause?.code ?? e.code ?? 'NETWORK';

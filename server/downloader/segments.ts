@@ -3,10 +3,10 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
 import { redactUrl } from '../url-policy';
-import { ChunkWriter } from './chunk-writer';
 import { openStream } from './http-client';
 import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from './part-file';
-import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, readInto, refuseNonFile } from './response';
+import type { Pump } from './raw-http';
+import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import { retryDelay, type RetryPolicy } from './retry-delay';
 import type { AttemptOptions, AttemptResult } from './transfer';
 
@@ -30,8 +30,8 @@ interface Live {
   lastData: number;
   /** Waiting out a retry delay: not stalled, and its range stays its own. */
   waiting: boolean;
-  /** The writer of its current request: bytes it holds beyond `seg.done` are already taken. */
-  writer?: ChunkWriter;
+  /** The body being written: bytes it holds beyond `seg.done` are already taken. */
+  pump?: Pump;
 }
 
 /**
@@ -101,7 +101,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     const idle = segments.find((s) => !owners.has(s) && s.done < s.end - s.start);
     if (idle) return idle;
     // Bytes a connection has received but not yet written are spoken for: split after them.
-    const free = (s: Segment): number => s.end - s.start - s.done - (owners.get(s)?.writer?.pending ?? 0);
+    const free = (s: Segment): number => s.end - s.start - s.done - (owners.get(s)?.pump?.pending ?? 0);
     let biggest: Segment | undefined;
     for (const s of owners.keys()) if (!biggest || free(s) > free(biggest)) biggest = s;
     if (!biggest) return undefined;
@@ -140,32 +140,25 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       throw new AppError('BAD_RANGE', `${res.url.host} answered a different range than asked for`, { retryable: true });
     }
     await refuseNonFile(res, o.abs, o.source);
-    const writer = new ChunkWriter(file, from);
-    l.writer = writer;
     const base = seg.done;
-    try {
-      await readInto(res.body, local.signal, (chunk) => {
+    const pump = res.body.pump({
+      file,
+      position: from,
+      end: () => seg.end, // the range may shrink (stolen from) while it is read: stop there
+      onData: () => {
         l.lastData = Date.now();
-        // The range may have shrunk (stolen from) since it was asked for: keep only what is ours.
-        const room = seg.end - (from + writer.written) - pendingOf(writer);
-        const piece = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
-        const more = piece.length > 0 ? writer.push(piece) : true;
-        seg.done = base + writer.written;
         report();
-        if (piece.length < chunk.length || from + writer.written + pendingOf(writer) >= seg.end) {
-          throw END_OF_RANGE;
-        }
-        return more ? undefined : writer.drained();
-      });
-    } catch (err) {
-      if (err !== END_OF_RANGE) {
-        await writer.flush().catch(() => undefined);
-        seg.done = base + writer.written;
-        throw err;
-      }
+      },
+      onWritten: (written) => {
+        seg.done = base + written;
+      },
+    });
+    l.pump = pump;
+    try {
+      await pump.done;
+    } finally {
+      seg.done = base + pump.written;
     }
-    await writer.flush();
-    seg.done = base + writer.written;
   };
 
   const worker = async (): Promise<void> => {
@@ -221,9 +214,6 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     await saving;
   }
 }
-
-const END_OF_RANGE = Symbol('end of range');
-const pendingOf = (w: ChunkWriter): number => w.pending;
 
 function validMap(segments: Segment[], total: number): boolean {
   let at = 0;

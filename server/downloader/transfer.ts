@@ -3,10 +3,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors';
 import { redactUrl } from '../url-policy';
-import { ChunkWriter } from './chunk-writer';
 import { openStream } from './http-client';
 import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
-import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, readInto, refuseNonFile } from './response';
+import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import type { Expectations, ResolvedSource } from './source';
 
 /** What carries over between the attempts of one run of a download. */
@@ -79,8 +78,6 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   o.signal.addEventListener('abort', onOuterAbort, { once: true });
   let lastData = Date.now();
   let stalled = false;
-  // Set once bytes flow: reports the bytes on disk when they changed since the last report, so a
-  // burst followed by silence still shows (progress is otherwise reported as chunks arrive).
   let reportIfChanged: (() => void) | undefined;
   const stallTimer = setInterval(() => {
     reportIfChanged?.();
@@ -152,28 +149,29 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     });
     try {
       if (offset === 0) await file.truncate(0);
-      const writer = new ChunkWriter(file, offset);
+      const pump = res.body.pump({
+        file,
+        position: offset,
+        ...(hash ? { hash } : {}),
+        onData: () => {
+          lastData = Date.now();
+          if (lastData - lastReport >= o.progressIntervalMs) reportIfChanged!();
+        },
+      });
+      // Reports the bytes on disk when they changed since the last report, so a burst followed by
+      // silence still shows (progress is otherwise reported as bytes arrive).
       reportIfChanged = () => {
-        if (offset + writer.written !== reported) {
-          reported = offset + writer.written;
+        if (offset + pump.written !== reported) {
+          reported = offset + pump.written;
           lastReport = Date.now();
           o.onProgress(reported, total);
         }
       };
       try {
-        await readInto(res.body, local.signal, (chunk) => {
-          received += chunk.length;
-          hash?.update(chunk);
-          const now = Date.now();
-          lastData = now;
-          if (now - lastReport >= o.progressIntervalMs) reportIfChanged!();
-          return writer.push(chunk) ? undefined : writer.drained();
-        });
+        // Whatever arrived before a failure is on disk when this settles: the next attempt resumes there.
+        await pump.done;
       } finally {
-        // Whatever arrived before a failure is kept: it is where the next attempt resumes.
-        await writer.flush().catch((err: unknown) => {
-          if (!local.signal.aborted) throw err;
-        });
+        received = pump.received;
       }
     } finally {
       reportIfChanged = undefined;
