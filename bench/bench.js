@@ -3,6 +3,7 @@
 // Prints a table and writes bench/results.json. It never asserts: numbers are for reading.
 //   --quick      smaller files and fewer rounds (a smoke run)
 //   --rounds N   rounds of the single-connection comparison (default 3)
+//   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,6 +16,7 @@ const { serve } = require('./source-server');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const rounds = Number(args[args.indexOf('--rounds') + 1]) || (quick ? 1 : 3);
+const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : undefined;
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const MAIN = path.join(__dirname, '..', 'dist', 'server', 'main.js');
@@ -271,7 +273,16 @@ async function main() {
   const results = { machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memory_GB: Math.round(os.totalmem() / GiB), node: process.version, date: new Date().toISOString() } };
   const source = await startSource();
   try {
-    for (const [name, run] of [['single connection vs curl', () => singleConnection(source, results)], ['capped source', () => cappedSource(source, results)], ['memory', () => memory(source, results)], ['fan-out', () => fanOut(source, results)], ['persistence', () => persistence(source, results)], ['refresh', () => refresh(results)]]) {
+    const parts = [
+      ['single', 'single connection vs curl', () => singleConnection(source, results)],
+      ['capped', 'capped source', () => cappedSource(source, results)],
+      ['memory', 'memory', () => memory(source, results)],
+      ['fanout', 'fan-out', () => fanOut(source, results)],
+      ['persistence', 'persistence', () => persistence(source, results)],
+      ['refresh', 'refresh', () => refresh(results)],
+    ];
+    for (const [key, name, run] of parts) {
+      if (only && !only.has(key)) continue;
       process.stderr.write(`… ${name}\n`);
       await run();
     }
@@ -281,14 +292,16 @@ async function main() {
   }
   const s = results.single, c = results.capped, m = results.memory, fo = results.fanout, p = results.persistence, r = results.refresh;
   const rows = [
-    ['1. single connection, durable file (MB/s)', `${f1(s.md_MBps)} vs curl+sync ${f1(s.curl_MBps)}`, `ratio ${f1(s.ratio)} (target ≥ 0.9)`],
-    ['   transfer only, before fsync (MB/s)', `${f1(s.md_transfer_MBps)} vs curl ${f1(s.curl_transfer_MBps)}`, `ratio ${f1(s.raw_ratio)}`],
-    ['4. CPU seconds per GB', `${f1(s.md_cpu_s_per_GB)} vs curl ${f1(s.curl_cpu_s_per_GB)}`, `ratio ${f1(s.cpu_ratio)} (target ≤ 1.5)`],
-    [`2. capped ${f1(c.cap_MBps)} MB/s per connection, 8 connections (MB/s)`, `${f1(c.md_MBps)} vs curl ${f1(c.curl_MBps)}${c.aria2c_MBps ? ` vs aria2c -x8 ${f1(c.aria2c_MBps)}` : ' (aria2c not installed)'}`, `target ≥ ${f1(c.target_MBps)}`],
-    [`3. peak RSS downloading ${m.size_bytes / GiB} GiB (MB)`, f1(m.peak_rss_MB), 'target < 150'],
-    [`5. fan-out, ${fo.clients} subscribers, 4 downloads`, `${f1(fo.msgs_per_client_per_s)} msg/s/client, p50 ${f1(fo.latency_p50_ms)} ms, p99 ${f1(fo.latency_p99_ms)} ms, server ${f1(fo.server_cpu_cores)} cores`, 'p99 < 100 ms, < 1 core'],
-    ['6. status-file writes/s, 8 downloads', f1(p.status_writes_per_s), 'target ≤ 4'],
-    ['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50'],
+    ...(s ? [
+      ['1. single connection, durable file (MB/s)', `${f1(s.md_MBps)} vs curl+sync ${f1(s.curl_MBps)}`, `ratio ${f1(s.ratio)} (target ≥ 0.9)`],
+      ['   transfer only, before fsync (MB/s)', `${f1(s.md_transfer_MBps)} vs curl ${f1(s.curl_transfer_MBps)}`, `ratio ${f1(s.raw_ratio)}`],
+      ['4. CPU seconds per GB', `${f1(s.md_cpu_s_per_GB)} vs curl ${f1(s.curl_cpu_s_per_GB)}`, `ratio ${f1(s.cpu_ratio)} (target ≤ 1.5)`],
+    ] : []),
+    ...(c ? [[`2. capped ${f1(c.cap_MBps)} MB/s per connection, 8 connections (MB/s)`, `${f1(c.md_MBps)} vs curl ${f1(c.curl_MBps)}${c.aria2c_MBps ? ` vs aria2c -x8 ${f1(c.aria2c_MBps)}` : ' (aria2c not installed)'}`, `target ≥ ${f1(c.target_MBps)}`]] : []),
+    ...(m ? [[`3. peak RSS downloading ${m.size_bytes / GiB} GiB (MB)`, f1(m.peak_rss_MB), 'target < 150']] : []),
+    ...(fo ? [[`5. fan-out, ${fo.clients} subscribers, 4 downloads`, `${f1(fo.msgs_per_client_per_s)} msg/s/client, p50 ${f1(fo.latency_p50_ms)} ms, p99 ${f1(fo.latency_p99_ms)} ms, server ${f1(fo.server_cpu_cores)} cores`, 'p99 < 100 ms, < 1 core']] : []),
+    ...(p ? [['6. status-file writes/s, 8 downloads', f1(p.status_writes_per_s), 'target ≤ 4']] : []),
+    ...(r ? [['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50']] : []),
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   console.log(`\nModel Downloader bench — ${results.machine.cpus} × ${results.machine.cpu}, node ${results.machine.node}${quick ? ' (quick)' : ''}`);
