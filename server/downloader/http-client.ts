@@ -38,7 +38,7 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
   let url = start;
   let firstHeaders: Record<string, string | undefined> | undefined;
   for (let hop = 0; ; hop++) {
-    // Every hop, the first too: axios would fetch a data: URL by itself.
+    // Every hop, the first too (a status-file edit or a source hook could hand us any URL).
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new AppError('UNSUPPORTED_URL', `Only http and https URLs can be downloaded, got ${url.protocol.replace(/:$/, '')}`);
     }
