@@ -8,6 +8,7 @@ import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, typ
 import type { Pump } from './raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import { retryDelay, type RetryPolicy } from './retry-delay';
+import { WriteBehind } from './write-behind';
 import type { AttemptOptions, AttemptResult } from './transfer';
 
 export interface SegmentedOptions extends AttemptOptions {
@@ -73,6 +74,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const file = await fsp.open(partPath(o.abs), 'r+').catch((err: unknown) => {
     throw diskError(err, o.abs);
   });
+  const behind = new WriteBehind(file);
   const live = new Set<Live>();
   const doneBytes = (): number => segments.reduce((sum, s) => sum + s.done, 0);
   let saving: Promise<void> = Promise.resolve();
@@ -150,6 +152,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
         report();
       },
       onWritten: (written) => {
+        behind.wrote(base + written - seg.done);
         seg.done = base + written;
       },
     });
@@ -209,6 +212,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     for (const t of timers) clearInterval(t);
     o.signal.removeEventListener('abort', onOuterAbort);
     if (!local.signal.aborted) local.abort(new AppError('ABORTED', 'transfer over'));
+    await behind.settled();
     await file.close().catch(() => undefined);
     if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save();
     await saving;

@@ -7,6 +7,7 @@ import { openStream } from './http-client';
 import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import type { Expectations, ResolvedSource } from './source';
+import { WriteBehind } from './write-behind';
 
 /** What carries over between the attempts of one run of a download. */
 export interface TransferState {
@@ -147,8 +148,10 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     const file = await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
       throw diskError(err, o.abs);
     });
+    const behind = new WriteBehind(file);
     try {
       if (offset === 0) await file.truncate(0);
+      let onDisk = 0;
       const pump = res.body.pump({
         file,
         position: offset,
@@ -156,6 +159,10 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
         onData: () => {
           lastData = Date.now();
           if (lastData - lastReport >= o.progressIntervalMs) reportIfChanged!();
+        },
+        onWritten: (written) => {
+          behind.wrote(written - onDisk);
+          onDisk = written;
         },
       });
       // Reports the bytes on disk when they changed since the last report, so a burst followed by
@@ -177,6 +184,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       reportIfChanged = undefined;
       o.state.received += received;
       if (hash) o.state.hashedBytes += received;
+      await behind.settled();
       await file.close();
     }
     const size = offset + received;
