@@ -127,18 +127,58 @@ async function installSpies(): Promise<() => void> {
     active = false;
     for (const r of restorers.splice(0)) r();
   };
-  const bytesOf = (data: unknown): number =>
-    Array.isArray(data)
-      ? data.reduce((n: number, b: NodeJS.ArrayBufferView) => n + b.byteLength, 0)
-      : typeof data === 'string'
-        ? Buffer.byteLength(data)
-        : ((data as NodeJS.ArrayBufferView | undefined)?.byteLength ?? 0);
-  /** Counts a write of `n` bytes on `disk`, or returns the ENOSPC it meets. */
-  const charge = (disk: FakeDisk | undefined, n: number): NodeJS.ErrnoException | undefined => {
-    if (!disk) return undefined;
-    if (disk.used + n > disk.quota) return errnoError('ENOSPC', 'write');
-    disk.used += n;
-    return undefined;
+  /**
+   * A write(…)/writev(…) call as its size, its position and a way to make it shorter (a full disk
+   * takes what fits, then refuses, as the kernel does). `args` are the arguments after the fd.
+   */
+  const parseWrite = (name: string, args: unknown[]): { n: number; position: unknown; shorten(to: number): unknown[] | undefined } => {
+    const [data, ...rest] = args;
+    if (name === 'writev') {
+      const buffers = data as NodeJS.ArrayBufferView[];
+      return {
+        n: buffers.reduce((sum, b) => sum + b.byteLength, 0),
+        position: rest[0],
+        shorten: (to) => {
+          const kept: Buffer[] = [];
+          for (const b of buffers) {
+            const view = Buffer.from(b.buffer, b.byteOffset, Math.min(b.byteLength, to));
+            if (view.length > 0) kept.push(view);
+            to -= view.length;
+          }
+          return [kept, ...rest];
+        },
+      };
+    }
+    if (typeof data === 'string') return { n: Buffer.byteLength(data), position: rest[0], shorten: () => undefined };
+    const buffer = data as NodeJS.ArrayBufferView;
+    if (rest[0] !== null && typeof rest[0] === 'object') {
+      const o = rest[0] as { offset?: number; length?: number; position?: unknown };
+      return { n: o.length ?? buffer.byteLength - (o.offset ?? 0), position: o.position, shorten: (to) => [buffer, { ...o, length: to }, ...rest.slice(1)] };
+    }
+    const offset = (rest[0] as number | undefined) ?? 0;
+    return { n: (rest[1] as number | undefined) ?? buffer.byteLength - offset, position: rest[2], shorten: (to) => [buffer, offset, to, ...rest.slice(2)] };
+  };
+  /**
+   * How many of a write's bytes the disk takes: all, some (the rest of the room), or none (ENOSPC).
+   * As on a real disk, rewriting bytes a file already holds takes no room; writing into the holes
+   * of a sparse file (a segmented .part) or past its end does.
+   */
+  const room = (disk: FakeDisk | undefined, fd: number, n: number, position: unknown): number => {
+    if (!disk) return n;
+    let cost = n;
+    if (typeof position === 'number' && position >= 0) {
+      const st = fs.fstatSync(fd);
+      const allocated = st.blocks * 512;
+      if (allocated >= st.size) cost = Math.max(0, position + n - allocated); // its last block has room too
+    }
+    const free = Math.max(0, disk.quota - disk.used);
+    if (cost <= free) {
+      disk.used += cost;
+      return n;
+    }
+    if (cost < n) return 0; // a rewrite that would also grow the file: all or nothing
+    disk.used += free;
+    return free;
   };
   const refuse = (syscall: string, ...paths: unknown[]): NodeJS.ErrnoException | undefined => {
     const p = paths.find((x) => diskOf(x)?.readOnly);
@@ -197,15 +237,21 @@ async function installSpies(): Promise<() => void> {
     });
     // Writing through a FileHandle, or a descriptor (write-file-atomic).
     for (const name of ['write', 'writev']) {
-      spy(fileHandle, name, (original) => async function (this: object, data: unknown, ...rest: unknown[]) {
-        const err = charge(handles.get(this), bytesOf(data));
-        if (err) throw err;
-        return original.call(this, data, ...rest);
+      spy(fileHandle, name, (original) => async function (this: { fd: number }, ...args: unknown[]) {
+        const call = parseWrite(name, args);
+        const fits = room(handles.get(this), this.fd, call.n, call.position);
+        if (fits === call.n) return original.apply(this, args);
+        const shorter = fits > 0 ? call.shorten(fits) : undefined;
+        if (!shorter) throw errnoError('ENOSPC', 'write');
+        return original.apply(this, shorter);
       });
-      spy(fs, name, (original) => function (this: unknown, fd: number, data: unknown, ...rest: any[]) {
-        const err = charge(fds.get(fd), bytesOf(data));
-        if (err) return callLater(rest, err);
-        return original.call(this, fd, data, ...rest);
+      spy(fs, name, (original) => function (this: unknown, fd: number, ...args: any[]) {
+        const call = parseWrite(name, args.slice(0, -1));
+        const fits = room(fds.get(fd), fd, call.n, call.position);
+        if (fits === call.n) return original.call(this, fd, ...args);
+        const shorter = fits > 0 ? call.shorten(fits) : undefined;
+        if (!shorter) return callLater(args, errnoError('ENOSPC', 'write'));
+        return original.call(this, fd, ...shorter, args[args.length - 1]);
       });
     }
     // Changing a folder: refused on a read-only disk (a folder that exists "created" again is fine).

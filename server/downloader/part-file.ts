@@ -40,7 +40,38 @@ export async function readMeta(abs: string): Promise<PartMeta | undefined> {
 }
 
 export async function writeMeta(abs: string, meta: PartMeta): Promise<void> {
-  await writeFileAtomic(metaPath(abs), JSON.stringify(meta) + '\n');
+  const text = JSON.stringify(meta) + '\n';
+  try {
+    await writeFileAtomic(metaPath(abs), text);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+    // A full disk has no room for the temp file of an atomic write, but the map already there
+    // has its block: rewrite it in place, so that a retry once there is room resumes every range
+    // from the bytes that fitted instead of fetching them again.
+    await rewriteInPlace(metaPath(abs), text).catch(() => {
+      throw err;
+    });
+  }
+}
+
+/**
+ * Overwrites an existing file with `text` in one positional write, padded with spaces (JSON allows
+ * them) to the old length, so the file never holds a tail of its old self. A kill cannot split one
+ * write; one torn by a power cut leaves a map that does not parse (read as no map: start over) or
+ * that mixes older and newer counts, none of them beyond the bytes written before it.
+ */
+async function rewriteInPlace(file: string, text: string): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    const { size } = await handle.stat();
+    const bytes = Buffer.from(text);
+    const data = bytes.length < size ? Buffer.concat([bytes.subarray(0, -1), Buffer.alloc(size - bytes.length, ' '), bytes.subarray(-1)]) : bytes;
+    const { bytesWritten } = await handle.write(data, 0, data.length, 0);
+    if (bytesWritten !== data.length) throw Object.assign(new Error('short write'), { code: 'EIO' });
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Bytes already in the `.part` file, 0 when there is none. */
