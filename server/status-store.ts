@@ -56,6 +56,9 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private closed = false;
   /** Whether the last write of the file failed (a full disk): memory is right, the file behind. */
   private writeFailed = false;
+  /** The hash of the last edit that could not be used, and how many times a write waited for it to be finished. */
+  private unusableEdit: string | undefined;
+  private editWaits = 0;
 
   constructor(options: StatusStoreOptions) {
     super();
@@ -143,11 +146,11 @@ export class StatusStore extends EventEmitter<StoreEvents> {
 
   /** Writes pending changes now and waits for them to be on disk. */
   async flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
     while (this.writing || this.dirty) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
       if (this.writing) await this.writing;
       else await this.writeNow();
     }
@@ -184,8 +187,18 @@ export class StatusStore extends EventEmitter<StoreEvents> {
 
   private writeNow(): Promise<void> {
     if (this.writing) return this.writing;
+    let waitForEdit = false;
     this.writing = this.adoptPendingEdit()
-      .then(() => {
+      .then((halfWritten) => {
+        // Another process is writing the file in place (`jq … > status.json`: truncated, not yet
+        // whole). Renamed over now, the rest of its write would go to the old, unlinked file and its
+        // edit would be lost: give it a moment (at most EDIT_WAITS × EDIT_WAIT_MS), then write anyway.
+        if (halfWritten && this.editWaits < EDIT_WAITS) {
+          this.editWaits++;
+          waitForEdit = true;
+          return;
+        }
+        this.editWaits = 0;
         // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part
         // on disk, not the byte count), and an fsync per progress tick stalls behind the download's
         // own dirty pages. Either way the rename keeps the file whole.
@@ -195,10 +208,12 @@ export class StatusStore extends EventEmitter<StoreEvents> {
         const content = this.serialize();
         this.remember(content);
         this.lastWriteAt = Date.now();
-        return fs.mkdir(path.dirname(this.file), { recursive: true }).then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }));
-      })
-      .then(() => {
-        this.writeFailed = false;
+        return fs
+          .mkdir(path.dirname(this.file), { recursive: true })
+          .then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }))
+          .then(() => {
+            this.writeFailed = false;
+          });
       })
       .catch((err: unknown) => {
         this.writeFailed = true;
@@ -207,7 +222,14 @@ export class StatusStore extends EventEmitter<StoreEvents> {
       })
       .finally(() => {
         this.writing = undefined;
-        if (this.dirty && !this.closed) this.schedule(this.urgent ? 'now' : 'soon');
+        if (this.closed) return;
+        if (waitForEdit) {
+          if (this.timer) clearTimeout(this.timer);
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            if (this.dirty) void this.writeNow();
+          }, EDIT_WAIT_MS);
+        } else if (this.dirty) this.schedule(this.urgent ? 'now' : 'soon');
       });
     return this.writing;
   }
@@ -217,15 +239,17 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * by this write and lost: while downloads run we rewrite the file every few hundred ms. So look
    * first, and apply it (the downloader merges it) before writing.
    */
-  private async adoptPendingEdit(): Promise<void> {
-    if (!this.watchEnabled || this.closed) return;
+  private async adoptPendingEdit(): Promise<boolean> {
+    if (!this.watchEnabled || this.closed) return false;
     let text: string;
     try {
       text = await readText(this.file);
     } catch {
-      return;
+      return false;
     }
     await this.applyEdit(text);
+    // True while the file holds an edit that could not be used (empty, cut short): one being written.
+    return this.unusableEdit === hash(text);
   }
 
   private serialize(): string {
@@ -389,12 +413,17 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.closed || this.known.includes(hash(text))) return;
     this.remember(text); // at once: the watcher and a write may both look at the same edit
     const parsed = await this.parse(text, { atStartup: false });
+    if (!parsed) this.unusableEdit = hash(text);
     if (this.closed || !parsed) return;
     const { entries } = parsed;
     this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
     this.emit('external', entries);
   }
 }
+
+/** How long, and how many times, a write waits for another process to finish writing the file in place. */
+const EDIT_WAIT_MS = 50;
+const EDIT_WAITS = 10;
 
 const hash = (text: string): string => crypto.createHash('sha1').update(text).digest('hex');
 
