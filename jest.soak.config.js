@@ -13,4 +13,7 @@ module.exports = {
   // One at a time: they measure a machine under load, and two would make each other's timings noisy.
   maxWorkers: 1,
   testTimeout: 240_000,
+  // The churn soak promises no listener, socket or timer left behind: jest reports any handle still
+  // open when the tests end (and the run would not exit by itself).
+  detectOpenHandles: true,
 };
