@@ -89,7 +89,11 @@ export class ChunkWriter {
         if (this.failure || this.gatheredBytes + this.inFlightBytes < this.highWaterMark / 2) {
           for (const wake of this.drainWaiters.splice(0)) wake();
         }
-        this.onSettled?.(this.failure);
+        try {
+          this.onSettled?.(this.failure);
+        } catch (err) {
+          this.failure ??= err; // surfaces at the next push or flush, never as an unhandled rejection
+        }
       });
   }
 

@@ -101,11 +101,20 @@ class Connection {
   /** Makes `consumer` the reader: hands it the bytes already here, then how the socket ended, if it did. */
   attach(consumer: Consumer): void {
     this.consumer = consumer;
-    if (this.fill > this.used) consumer.bytes(this.block, this.used, this.fill);
-    if (this.consumer !== consumer) return;
+    this.paused = false; // the socket itself stays paused until below: did the consumer ask for a pause?
+    if (this.fill > this.used) {
+      try {
+        consumer.bytes(this.block, this.used, this.fill);
+      } catch (err) {
+        this.socket.destroy(err as Error); // as in onRead: the request fails, not the process
+        consumer.fail(err as Error);
+        return;
+      }
+    }
+    if (this.consumer !== consumer) return; // it has moved on (done with this connection)
     if (this.error) consumer.fail(this.error);
     else if (this.eof) consumer.end();
-    else this.resume();
+    else if (!this.paused) this.resume(); // not when the bytes here were all it wanted
   }
 
   private nextBuffer(): Buffer {
@@ -142,11 +151,16 @@ class Connection {
     return true;
   }
 
+  /** Paused by its consumer (or parked for a reader): `attach` leaves it so. */
+  paused = false;
+
   pause(): void {
+    this.paused = true;
     this.socket.pause();
   }
 
   resume(): void {
+    this.paused = false;
     this.socket.resume();
   }
 
@@ -261,6 +275,11 @@ function requestHead(url: URL, headers: Record<string, string>): string {
 
 const STALE = Symbol('stale connection');
 
+// Connections made with other TLS options (a test's CA) are pooled apart.
+const tlsIds = new WeakMap<object, number>();
+let tlsCount = 0;
+const tlsId = (o: object): number => tlsIds.get(o) ?? (tlsIds.set(o, ++tlsCount), tlsCount);
+
 /**
  * Sends a GET on an idle connection to the host or a new one, and resolves with the status and
  * headers once they arrived; the body is read from the response's `body`. An idle connection the
@@ -268,15 +287,17 @@ const STALE = Symbol('stale connection');
  * the body's reading, at once.
  */
 export async function request(url: URL, headers: Record<string, string>, signal: AbortSignal, options: { tls?: tls.ConnectionOptions } = {}): Promise<RawResponse> {
-  const key = `${url.protocol}//${url.host}`;
+  const key = `${url.protocol}//${url.host}${options.tls ? `#${tlsId(options.tls)}` : ''}`;
   const head = requestHead(url, headers);
   if (signal.aborted) throw signal.reason;
   await acquireSlot(key, signal);
   try {
     for (;;) {
+      signal.throwIfAborted(); // it may have fired while the slot was handed over
       const conn = takeIdle(key) ?? new Connection(key, url, options.tls);
       try {
         const res = await exchange(conn, head, signal);
+        signal.throwIfAborted();
         return { status: res.status, headers: res.headers, body: new RawBody(conn, res.framer, res.keepAlive, signal) };
       } catch (err) {
         conn.dispose();
@@ -378,7 +399,8 @@ function parseHead(text: string): Head {
   } else if (te !== undefined) {
     const chunked = /(?:^|,)\s*chunked\s*$/i.test(te);
     framer = new Framer(chunked ? 'chunked' : 'close', 0);
-    if (!chunked) keepAlive = false;
+    // Both framings, or chunks from HTTP/1.0: read it, but never trust the connection again (RFC 9112 §6.1).
+    if (!chunked || headers['content-length'] !== undefined || m[1] === '0') keepAlive = false;
   } else if (headers['content-length'] !== undefined) {
     const values = new Set(headers['content-length'].split(',').map((v) => v.trim()));
     const [only] = values;
@@ -520,7 +542,7 @@ export class RawBody extends Readable {
   }
 
   override _read(): void {
-    if (this.released) return;
+    if (this.released || this.pumping) return; // a pumped body is the pump's alone
     if (this.reading) return this.conn.resume();
     this.reading = true;
     const conn = this.conn;
@@ -561,6 +583,7 @@ export class RawBody extends Readable {
       const here = this.conn.fill - this.conn.used;
       if (!this.reading && left !== undefined && left <= here && !this.conn.dead) {
         this.framer.take(this.conn.block, this.conn.used, this.conn.fill);
+        this.conn.used = this.conn.fill;
         this.release(this.framer.clean && this.keepAlive);
       } else {
         this.release(false);
@@ -692,7 +715,11 @@ export class Pump {
   private settled(err: unknown): void {
     if (err) return this.fail(err as Error);
     this.giveBackWritten();
-    this.o.onWritten?.(this.writer.written);
+    try {
+      this.o.onWritten?.(this.writer.written);
+    } catch (e) {
+      return this.fail(e as Error); // the caller's callback: fail the pump, not the process
+    }
     if (this.pausedForDisk && !this.finished && this.retired.length < MAX_BLOCKS) {
       this.pausedForDisk = false;
       this.conn.resume();

@@ -204,6 +204,8 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   } finally {
     clearInterval(stallTimer);
     o.signal.removeEventListener('abort', onOuterAbort);
+    // A response left unread (a failure between its headers and its body) gives back its connection.
+    if (!local.signal.aborted) local.abort(new AppError('ABORTED', 'transfer over'));
   }
 }
 
