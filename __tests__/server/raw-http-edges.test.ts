@@ -7,6 +7,7 @@ import { openStream } from '../../server/downloader/http-client';
 import { attemptTransfer, type TransferState } from '../../server/downloader/transfer';
 import { metaPath } from '../../server/downloader/part-file';
 import { tempDir } from '../helpers/harness';
+import { rawServer as startRawServer, type RawServer } from '../helpers/raw-server';
 
 // The edges of the HTTP client found in review: each of these failed before its fix (a leaked
 // host slot, two crashes from callbacks, a lost abort, a connection not kept, a body read twice).
@@ -25,37 +26,10 @@ afterEach(async () => {
   await cleanup();
 });
 
-/** A TCP server whose `answer` writes the raw response for each request head it reads. */
-async function rawServer(answer: (socket: net.Socket, head: string, n: number) => void): Promise<{ url: URL; connections: () => number; requests: string[] }> {
-  let connections = 0;
-  let n = 0;
-  const requests: string[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    let buffered = '';
-    socket.on('error', () => undefined);
-    socket.on('data', (d) => {
-      buffered += d.toString('latin1');
-      let end: number;
-      while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
-        const head = buffered.slice(0, end);
-        buffered = buffered.slice(end + 4);
-        requests.push(head);
-        answer(socket, head, n++);
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  servers.push({
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  });
-  return { url: new URL(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}/file.bin`), connections: () => connections, requests };
+async function rawServer(answer: Parameters<typeof startRawServer>[0]): Promise<RawServer> {
+  const srv = await startRawServer(answer);
+  servers.push(srv);
+  return srv;
 }
 
 /** Resolves with the request's outcome, or 'still waiting' after `ms`. */

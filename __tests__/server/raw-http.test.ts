@@ -7,6 +7,7 @@ import path from 'node:path';
 import https from 'node:https';
 import { closeIdleConnections, request } from '../../server/downloader/raw-http';
 import { tempDir } from '../helpers/harness';
+import { rawServer as startRawServer, type RawServer } from '../helpers/raw-server';
 
 // The HTTP/1.1 client that moves bodies to disk: framing, reuse, limits and failures, against
 // raw TCP servers that answer exactly what each case needs.
@@ -26,29 +27,10 @@ afterEach(async () => {
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
-/** A TCP server whose `answer` writes the raw response for each request head it reads. */
-async function rawServer(answer: (socket: net.Socket, head: string, n: number) => void): Promise<{ url: URL; connections: () => number; requests: string[] }> {
-  let connections = 0;
-  let n = 0;
-  const requests: string[] = [];
-  const server = net.createServer((socket) => {
-    connections++;
-    let buffered = '';
-    socket.on('error', () => undefined);
-    socket.on('data', (d) => {
-      buffered += d.toString('latin1');
-      let end: number;
-      while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
-        const head = buffered.slice(0, end);
-        buffered = buffered.slice(end + 4);
-        requests.push(head);
-        answer(socket, head, n++);
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  servers.push({ close: () => server.close() });
-  return { url: new URL(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}/file.bin`), connections: () => connections, requests };
+async function rawServer(answer: Parameters<typeof startRawServer>[0]): Promise<RawServer> {
+  const srv = await startRawServer(answer);
+  servers.push(srv);
+  return srv;
 }
 
 async function pumpToFile(url: URL, options: { headers?: Record<string, string>; end?: number; file?: FileHandle } = {}) {
