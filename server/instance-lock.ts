@@ -161,11 +161,22 @@ export async function acquireLock(file: string, options: { log: Logger; what: st
         }
         reason = `${holderText(holder)}: ${gone}`;
       }
-      // Remove it only if it is still the lock we judged: another server starting at the same time
-      // may have taken it over already.
-      const again = await fs.readFile(file, 'utf8').catch(() => undefined);
-      if (again === text) await fs.rm(file, { force: true });
-      tookOver = reason;
+      // Take it out of the way by renaming it to a name of our own, then look at what we moved:
+      // reading it again and removing it by path are two steps, and another server starting at the
+      // same time may have taken it over and written its own lock in between.
+      const aside = `${file}.stale-${me.nonce}`;
+      try {
+        await fs.rename(file, aside);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // another server moved it first
+        throw err;
+      }
+      const moved = await fs.readFile(aside, 'utf8').catch(() => undefined);
+      if (moved === text) tookOver = reason;
+      // A lock we were not judging (the other server's fresh one): put it back, unless a newer one
+      // took its place (link() never replaces), and look again.
+      else await fs.link(aside, file).catch(() => undefined);
+      await fs.rm(aside, { force: true });
     }
   } catch (err) {
     mine.delete(me.nonce);
