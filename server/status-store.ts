@@ -54,6 +54,10 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private readonly known: string[] = [];
   private watcher: FSWatcher | undefined;
   private closed = false;
+  /** close() has begun: its final write still adopts an edit made since the last look. */
+  private closing = false;
+  /** The last write found another process's edit half-written and is giving it a moment. */
+  private waitingForEdit = false;
   /** Whether the last write of the file failed (a full disk): memory is right, the file behind. */
   private writeFailed = false;
   /** The hash of the last edit that could not be used, and how many times a write waited for it to be finished. */
@@ -150,6 +154,8 @@ export class StatusStore extends EventEmitter<StoreEvents> {
       if (this.timer) {
         clearTimeout(this.timer);
         this.timer = undefined;
+        // The moment a half-written edit was to get is waited out here too, not skipped.
+        if (this.waitingForEdit) await new Promise((r) => setTimeout(r, EDIT_WAIT_MS));
       }
       if (this.writing) await this.writing;
       else await this.writeNow();
@@ -158,9 +164,12 @@ export class StatusStore extends EventEmitter<StoreEvents> {
 
   /** Flushes and stops watching. Idempotent. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing) return;
+    this.closing = true;
+    // The final write looks for another process's edit first, like every write: one made since the
+    // watcher last polled (a shutdown right after it) is applied, not renamed over.
     await this.flush();
+    this.closed = true;
     await this.watcher?.close();
     this.watcher = undefined;
   }
@@ -188,6 +197,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private writeNow(): Promise<void> {
     if (this.writing) return this.writing;
     let waitForEdit = false;
+    this.waitingForEdit = false;
     this.writing = this.adoptPendingEdit()
       .then((halfWritten) => {
         // Another process is writing the file in place (`jq … > status.json`: truncated, not yet
@@ -222,6 +232,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
       })
       .finally(() => {
         this.writing = undefined;
+        this.waitingForEdit = waitForEdit;
         if (this.closed) return;
         if (waitForEdit) {
           if (this.timer) clearTimeout(this.timer);
