@@ -40,7 +40,10 @@ export async function readMeta(abs: string): Promise<PartMeta | undefined> {
 }
 
 export async function writeMeta(abs: string, meta: PartMeta): Promise<void> {
-  const text = JSON.stringify(meta) + '\n';
+  // Padded with spaces to whole 4 KiB pages: on a full disk the map is rewritten in place, within
+  // the page(s) it already has, as its counts grow a digit.
+  const json = JSON.stringify(meta);
+  const text = `${json.padEnd(Math.ceil((json.length + 1) / 4096) * 4096 - 1, ' ')}\n`;
   try {
     await writeFileAtomic(metaPath(abs), text);
   } catch (err) {
@@ -57,7 +60,7 @@ export async function writeMeta(abs: string, meta: PartMeta): Promise<void> {
 
 /**
  * Overwrites an existing file with `text` in one positional write, padded with spaces (JSON allows
- * them) to the old length, so the file never holds a tail of its old self. A kill cannot split one
+ * them) to the old length, so the file never holds a tail of its old self; never beyond it. A kill cannot split one
  * write; one torn by a power cut leaves a map that does not parse (read as no map: start over) or
  * that mixes older and newer counts, none of them beyond the bytes written before it.
  */
@@ -66,6 +69,9 @@ async function rewriteInPlace(file: string, text: string): Promise<void> {
   try {
     const { size } = await handle.stat();
     const bytes = Buffer.from(text);
+    // Growing it would need a block the full disk may not give: a short write would tear the only
+    // map. Keep the old one whole instead (the retry refetches what it does not cover).
+    if (bytes.length > size) throw Object.assign(new Error('the map outgrew its place'), { code: 'ENOSPC' });
     const data = bytes.length < size ? Buffer.concat([bytes.subarray(0, -1), Buffer.alloc(size - bytes.length, ' '), bytes.subarray(-1)]) : bytes;
     const { bytesWritten } = await handle.write(data, 0, data.length, 0);
     if (bytesWritten !== data.length) throw Object.assign(new Error('short write'), { code: 'EIO' });
