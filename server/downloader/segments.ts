@@ -74,11 +74,38 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const file = await fsp.open(partPath(o.abs), 'r+').catch((err: unknown) => {
     throw diskError(err, o.abs);
   });
-  const behind = new WriteBehind(file);
+  const copy = (): Segment[] => segments.map((s) => ({ ...s }));
+  // The map on disk claims only bytes the disk has: the counts as of the last sync of the .part.
+  // Saved from live counts, a map could claim bytes still in the page cache, and after a power cut
+  // a resume would skip a hole of zeros (a kill -9 loses none: the page cache outlives a process).
+  let durable = copy();
+  let saved: Segment[] | undefined;
+  const behind = new WriteBehind(file, {
+    maxAgeMs: 1000,
+    onSync: () => {
+      const counts = copy();
+      return () => {
+        durable = counts;
+      };
+    },
+  });
   const live = new Set<Live>();
   const doneBytes = (): number => segments.reduce((sum, s) => sum + s.done, 0);
   let saving: Promise<void> = Promise.resolve();
-  const save = (): Promise<void> => (saving = saving.then(() => writeMeta(o.abs, { ...meta!, segments: segments.map((s) => ({ ...s })) })).catch(() => undefined));
+  /** Saves the map as of the last sync; `final` (the transfer is over) syncs now and saves all. */
+  const save = (final = false): Promise<void> =>
+    (saving = saving
+      .then(async () => {
+        if (final) {
+          const counts = copy();
+          await file.datasync();
+          durable = counts;
+        }
+        if (durable === saved) return;
+        await writeMeta(o.abs, { ...meta!, segments: durable });
+        saved = durable;
+      })
+      .catch(() => undefined));
   const timers = [
     setInterval(() => void save(), o.saveIntervalMs ?? 1000),
     setInterval(() => {
@@ -213,9 +240,9 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.signal.removeEventListener('abort', onOuterAbort);
     if (!local.signal.aborted) local.abort(new AppError('ABORTED', 'transfer over'));
     await behind.settled();
-    await file.close().catch(() => undefined);
-    if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save();
+    if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save(true);
     await saving;
+    await file.close().catch(() => undefined);
   }
 }
 
