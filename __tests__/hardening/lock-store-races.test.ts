@@ -28,17 +28,22 @@ test('two servers taking over the same stale lock at once: only one may get it',
   // A lock left by a process that is gone (kill -9).
   await fs.writeFile(file, JSON.stringify({ pid: 2 ** 22 + 12345, started: '2020-01-01T00:00:00.000Z', host: 'x', nonce: 'dead' }) + '\n');
   // The second server is a little slower (scheduling, a busy disk): it judged the same stale text
-  // and moves or removes the file only after the first has already created its fresh lock.
+  // and moves or removes the file only once the first has finished taking the lock.
   const realRm = fsPromises.rm.bind(fsPromises);
   const realRename = fsPromises.rename.bind(fsPromises);
+  let firstDone!: () => void;
+  const gate = new Promise<void>((resolve) => (firstDone = resolve));
   let calls = 0;
   const slowSecond = async (p: unknown): Promise<void> => {
-    if (String(p) === file && ++calls === 2) await new Promise((r) => setTimeout(r, 150));
+    if (String(p) === file && ++calls === 2) await gate;
   };
   jest.spyOn(fsPromises, 'rm').mockImplementation(async (p, o) => (await slowSecond(p), realRm(p, o)));
   jest.spyOn(fsPromises, 'rename').mockImplementation(async (a, b) => (await slowSecond(a), realRename(a, b)));
   const opts = { log: captureLogger(), what: 'status.json', hint: 'stop it' };
-  const results = await Promise.allSettled([acquireLock(file, opts), acquireLock(file, opts)]);
+  const attempts = [acquireLock(file, opts), acquireLock(file, opts)];
+  // The one not held back settles first; then the held one goes on.
+  void Promise.race(attempts).then(firstDone, firstDone);
+  const results = await Promise.allSettled(attempts);
   const held = results.filter((r): r is PromiseFulfilledResult<InstanceLock> => r.status === 'fulfilled').map((r) => r.value);
   for (const l of held) cleanups.push(() => l.release());
   expect(held).toHaveLength(1);
