@@ -10,9 +10,9 @@ export interface ChunkWriterOptions {
 /**
  * Writes a stream of chunks at increasing positions of a file. While one `writev` is in the thread
  * pool, the chunks that arrive gather into the next: batches grow by themselves when the disk is
- * the slower side, and a slow download still reaches the disk at once. The socket keeps reading
- * up to a generous high-water mark (fs.WriteStream pauses it at 16 KiB–1 MiB, which costs
- * throughput on fast links). `written` counts only bytes the kernel accepted.
+ * the slower side, and a slow download still reaches the disk at once. `written` counts only
+ * bytes the kernel accepted. Its one user now, the Pump in raw-http.ts, bounds memory by its own
+ * blocks and sets no high-water mark; `highWaterMark`/`drained()` serve a plain stream source.
  */
 export class ChunkWriter {
   /** Bytes written to the file so far (from `start`). */
