@@ -1,4 +1,4 @@
-import type { ErrorBody } from '../server/protocol';
+import type { ErrorBody } from '../server/protocol/wire';
 
 /**
  * A failure the user can act on: its message is printed as it is. `refused` (exit code 1): the

@@ -1,6 +1,6 @@
 // The terminal client's only module with side effects: read the command line, run, exit.
 // `npm run cli -- <command>` builds it first (tsconfig.cli.json) and runs dist/cli/cli/main.js.
-import type { AddResult, Entry } from '../server/protocol';
+import type { AddResult, Entry } from '../server/protocol/wire';
 import { CliError, createApi } from './api';
 import { parseArgs, USAGE, UsageError, type CliOptions } from './args';
 import { line } from './render';

@@ -1,4 +1,4 @@
-import type { Entry } from '../server/protocol';
+import type { Entry } from '../server/protocol/wire';
 import { formatBytes, formatDuration, formatPercent, formatSpeed } from '../client/format';
 
 /** Where the lines go: a terminal gets bars redrawn in place, a pipe or file gets plain lines. */

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { LiveClient, type ProbeResult, type WebSocketConstructor } from '../client/ws-client';
-import { ACTIVE_STATUSES, type Entry } from '../server/protocol';
+import { ACTIVE_STATUSES, type Entry } from '../server/protocol/wire';
 import { CliError, unauthorized, type Api } from './api';
 import { createRenderer, type Output } from './render';
 

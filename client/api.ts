@@ -3,7 +3,7 @@
  * `Authorization: Bearer`, and every failure as an `ApiError` carrying the server's
  * `{error:{code,message}}` (or a network/HTTP description when there is none).
  */
-import type { Entry, ErrorBody, StatusView } from '../server/protocol.js';
+import type { Entry, ErrorBody, StatusView } from '../server/protocol/wire.js';
 import type { ProbeResult } from './ws-client.js';
 
 const TOKEN_KEY = 'model-downloader.token';

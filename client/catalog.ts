@@ -3,7 +3,7 @@
  * button and, while its file downloads, its own progress bar. The bar comes from the same live
  * entries as the lists (matched by `dest` = the model's `path`), so it is restored on load too.
  */
-import type { Entry } from '../server/protocol.js';
+import type { Entry } from '../server/protocol/wire.js';
 import { formatBytes, formatPercent } from './format.js';
 import { ACTIVE_STATUSES, el, STATUS_LABELS } from './render.js';
 

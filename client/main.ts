@@ -2,7 +2,7 @@
  * The page: wires the live client, the API, the lists, the add form, the catalog and the token
  * prompt. The only module with side effects at load.
  */
-import type { AddRequest, Entry } from '../server/protocol.js';
+import type { AddRequest, Entry } from '../server/protocol/wire.js';
 import { ApiError, createApi, tokenStore } from './api.js';
 import { CatalogView, parseCatalog, type CatalogModel } from './catalog.js';
 import { Dashboard, type RowAction } from './render.js';

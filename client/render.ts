@@ -3,7 +3,7 @@
  * A field is written only when its text changed, and rows move only when their section or
  * order changed, so an update of one download touches a handful of nodes.
  */
-import type { DownloadStatus, Entry } from '../server/protocol.js';
+import type { DownloadStatus, Entry } from '../server/protocol/wire.js';
 import { formatBytes, formatClock, formatDuration, formatPercent, formatSpeed, hostOf } from './format.js';
 
 export type RowAction = 'pause' | 'resume' | 'cancel' | 'retry' | 'remove';

@@ -7,7 +7,7 @@
  * No DOM and no runtime imports: the page uses the browser's WebSocket, a Node bot passes the
  * `ws` package's (`new LiveClient({ url, WebSocket })`). Wire types come from server/protocol.ts.
  */
-import type { AckMessage, ClientCommand, Entry, ErrorInfo, ServerMessage } from '../server/protocol.js';
+import type { AckMessage, ClientCommand, Entry, ErrorInfo, ServerMessage } from '../server/protocol/wire.js';
 
 /**
  * A callback slot both the DOM's and `ws`'s WebSocket types fit. Declared method-style so that

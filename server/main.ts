@@ -1,7 +1,7 @@
 // The only module with side effects: read the config, start, handle signals.
 import { ConfigError, loadConfig } from './config';
 import { consoleLogger as log } from './logger';
-import { isLoopbackHost } from './security';
+import { isLoopbackHost } from './api/security';
 import { startServer } from './server';
 
 async function main(): Promise<void> {

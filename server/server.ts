@@ -1,17 +1,17 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from './app';
-import { Catalog } from './catalog';
+import { createApp } from './api/app';
+import { Catalog } from './catalog/catalog';
 import type { Config } from './config';
 import { Downloader, type DownloaderOptions } from './downloader/downloader';
-import { acquireLock, LockedError, type InstanceLock } from './instance-lock';
-import { intake } from './intake';
+import { acquireLock, LockedError, type InstanceLock } from './store/instance-lock';
+import { intake } from './sources/intake';
 import type { Logger } from './logger';
-import { resolveDest } from './paths';
-import type { AddRequest } from './protocol';
+import { resolveDest } from './disk/paths';
+import type { AddRequest } from './protocol/wire';
 import { createSources } from './sources';
-import { StatusStore } from './status-store';
-import { WsHub } from './ws-hub';
+import { StatusStore } from './store/status-store';
+import { WsHub } from './api/ws-hub';
 
 export interface ServerHandle {
   url: string;

@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import WebSocket from 'ws';
 import { LiveClient, type ConnectionState, type WebSocketLike } from '../../client/ws-client';
-import type { Entry, ServerMessage } from '../../server/protocol';
+import type { Entry, ServerMessage } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

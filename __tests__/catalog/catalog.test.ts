@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import shipped from '../../server/default-catalog.json';
-import { COMFY_FOLDERS } from '../../server/paths';
+import shipped from '../../server/catalog/default-catalog.json';
+import { COMFY_FOLDERS } from '../../server/disk/paths';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

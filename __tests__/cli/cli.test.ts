@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs, UsageError } from '../../cli/args';
 import { createRenderer, line } from '../../cli/render';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

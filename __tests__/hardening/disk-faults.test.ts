@@ -9,7 +9,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 import { smallDisk, type SmallDisk } from '../helpers/small-disk';

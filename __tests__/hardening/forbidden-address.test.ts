@@ -15,7 +15,7 @@ import dns from 'node:dns';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { guardedLookup, isForbiddenAddress, parseSourceUrl } from '../../server/url-policy';
+import { guardedLookup, isForbiddenAddress, parseSourceUrl } from '../../server/net/url-policy';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { settled, startTestServer, type TestServer } from '../helpers/harness';
 import { watchOutgoing, type OutgoingLog } from './helpers';

@@ -20,7 +20,7 @@ import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
-import type { Entry, ServerMessage } from '../../server/protocol';
+import type { Entry, ServerMessage } from '../../server/protocol/wire';
 import { connectWs, startTestServer, tempDir, type TestServer, type TestSocket } from '../helpers/harness';
 import { rawRequest, snapshotTree, treeDiff, watchOutgoing, type OutgoingLog } from './helpers';
 

@@ -22,7 +22,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry, ServerMessage } from '../../server/protocol';
+import type { Entry, ServerMessage } from '../../server/protocol/wire';
 import { spawnServer, type ChildServer } from '../helpers/child-server';
 import { startFileServer, type FileServer, type RequestRecord } from '../helpers/file-server';
 import { tempDir, waitFor } from '../helpers/harness';

@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import fsPromises from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { acquireLock, type InstanceLock } from '../../server/instance-lock';
+import { acquireLock, type InstanceLock } from '../../server/store/instance-lock';
 import { captureLogger, startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -82,7 +82,7 @@ test('an edit of the status file made just before shutdown is not overwritten by
 
 test('a segment map rewritten in place on a full disk is never left unreadable (old or new map, not neither)', async () => {
   const { smallDisk } = await import('../helpers/small-disk');
-  const { readMeta, writeMeta } = await import('../../server/downloader/part-file');
+  const { readMeta, writeMeta } = await import('../../server/disk/part-file');
   const dir = await folder();
   const disk = await smallDisk(path.join(dir, 'disk'), 64 * 1024);
   cleanups.push(() => disk.release());

@@ -12,7 +12,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type Fault, type FileInfo, type FileOptions, type FileServer, type RequestRecord } from '../helpers/file-server';
 import { connectWs, startTestServer, waitFor, type TestServer, type TestSocket } from '../helpers/harness';
 

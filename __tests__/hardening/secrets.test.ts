@@ -14,7 +14,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFakeCivitai, startFakeHf, type FakeCivitai, type FakeHf } from '../helpers/fake-hosts';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { connectWs, settled, startTestServer, waitFor, type TestServer, type TestSocket } from '../helpers/harness';

@@ -17,7 +17,7 @@ import fs from 'node:fs/promises';
 // The same module object status-store.ts uses: spied on to inject a failure of the disk.
 import fsPromises from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 import { snapshotTree, watchOutgoing } from './helpers';

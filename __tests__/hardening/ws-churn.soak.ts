@@ -26,7 +26,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
-import type { Entry, ServerMessage } from '../../server/protocol';
+import type { Entry, ServerMessage } from '../../server/protocol/wire';
 import { spawnServer, type ChildServer } from '../helpers/child-server';
 import { startFileServer, type FileInfo, type FileServer } from '../helpers/file-server';
 import { connectWs, startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
@@ -189,7 +189,7 @@ async function inspect(child: ChildServer): Promise<Inspector> {
       // Found by prototype in the child's heap; the references go with their object group, so
       // that they hold nothing alive for the next heap measurement.
       try {
-        const proto = await call('Runtime.evaluate', { expression: "process.mainModule.require('./ws-hub').WsHub.prototype", objectGroup: 'churn' });
+        const proto = await call('Runtime.evaluate', { expression: "process.mainModule.require('./api/ws-hub').WsHub.prototype", objectGroup: 'churn' });
         thrown(proto);
         const { objects } = await call('Runtime.queryObjects', { prototypeObjectId: proto.result.objectId, objectGroup: 'churn' });
         const r = await call('Runtime.callFunctionOn', { objectId: objects.objectId, functionDeclaration: fn, returnByValue: true });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { loadConfig, type Config } from '../../server/config';
 import type { Logger } from '../../server/logger';
-import type { Entry, ServerMessage } from '../../server/protocol';
+import type { Entry, ServerMessage } from '../../server/protocol/wire';
 import { startServer, type ServerHandle, type StartOptions } from '../../server/server';
 
 /** A fresh temp folder, removed by the returned `cleanup`. */

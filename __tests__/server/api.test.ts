@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import path from 'node:path';
 import WebSocket from 'ws';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

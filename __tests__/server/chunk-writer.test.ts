@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { ChunkWriter } from '../../server/downloader/chunk-writer';
+import { ChunkWriter } from '../../server/disk/chunk-writer';
 
 /** A file in memory whose writev accepts at most `limit` bytes a call, as a nearly full disk may. */
 function shortWriter(size: number, limit: number, failAt?: number): { handle: FileHandle; data: Buffer; calls: number[] } {

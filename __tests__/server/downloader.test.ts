@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
+import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

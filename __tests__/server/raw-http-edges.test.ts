@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { closeIdleConnections, request } from '../../server/downloader/raw-http';
-import { openStream } from '../../server/downloader/http-client';
+import { closeIdleConnections, request } from '../../server/net/raw-http';
+import { openStream } from '../../server/net/http-client';
 import { attemptTransfer, type TransferState } from '../../server/downloader/transfer';
-import { metaPath } from '../../server/downloader/part-file';
+import { metaPath } from '../../server/disk/part-file';
 import { tempDir } from '../helpers/harness';
 import { rawServer as startRawServer, type RawServer } from '../helpers/raw-server';
 
@@ -77,7 +77,7 @@ test('transfer: a response left unread after a failure (writeMeta) gives its hos
  * unhandled rejection shows as what it is in production: the process dies.
  */
 function inChild(body: string): Promise<{ code: number | null; out: string }> {
-  const rawHttp = path.join(__dirname, '..', '..', 'dist', 'server', 'downloader', 'raw-http.js');
+  const rawHttp = path.join(__dirname, '..', '..', 'dist', 'server', 'net', 'raw-http.js');
   const script = `
     const { request } = require(${JSON.stringify(rawHttp)});
     const fs = require('node:fs/promises');

@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import https from 'node:https';
-import { closeIdleConnections, request } from '../../server/downloader/raw-http';
+import { closeIdleConnections, request } from '../../server/net/raw-http';
 import { tempDir } from '../helpers/harness';
 import { rawServer as startRawServer, type RawServer } from '../helpers/raw-server';
 

@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol';
-import type { PartMeta } from '../../server/downloader/part-file';
+import type { Entry } from '../../server/protocol/wire';
+import type { PartMeta } from '../../server/disk/part-file';
 import { spawnServer, type ChildServer } from '../helpers/child-server';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry, SnapshotMessage } from '../../server/protocol';
+import type { Entry, SnapshotMessage } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { connectWs, startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 

@@ -2,8 +2,8 @@ import path from 'node:path';
 import { loadConfig } from '../../server/config';
 import { parseRetryAfter, retryDelay, DEFAULT_RETRY } from '../../server/downloader/retry-delay';
 import { SpeedMeter } from '../../server/downloader/speed-meter';
-import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/paths';
-import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/url-policy';
+import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/disk/paths';
+import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/net/url-policy';
 
 describe('retryDelay', () => {
   const policy = { ...DEFAULT_RETRY, baseMs: 1000, maxMs: 8000, maxFailures: 5 };
@@ -95,7 +95,7 @@ describe('URL policy', () => {
 });
 
 test('while verifying, progress is the checksum pass; otherwise it follows the bytes', () => {
-  const { createEntry, patchEntry } = jest.requireActual('../../server/entry') as typeof import('../../server/entry');
+  const { createEntry, patchEntry } = jest.requireActual('../../server/store/entry') as typeof import('../../server/store/entry');
   const e = createEntry({ dest: 'loras/a.bin', folder: 'loras', filename: 'a.bin', url: 'http://h/a.bin', file_size: 1000, downloaded: 1000 });
   expect(e.progress).toBe(100);
   const verifying = patchEntry(patchEntry(e, { status: 'verifying', progress: 0 }), { progress: 42 });

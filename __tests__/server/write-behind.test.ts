@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { WriteBehind } from '../../server/downloader/write-behind';
+import { WriteBehind } from '../../server/disk/write-behind';
 
 /** A file whose datasync calls are counted and finish when the test says. */
 function fakeFile(): { file: FileHandle; calls: () => number; finish: () => void } {

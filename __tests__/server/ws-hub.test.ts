@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import type net from 'node:net';
 import WebSocket from 'ws';
-import { patchEntry } from '../../server/entry';
-import type { Entry, ServerMessage, SnapshotMessage } from '../../server/protocol';
+import { patchEntry } from '../../server/store/entry';
+import type { Entry, ServerMessage, SnapshotMessage } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { connectWs, startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AckMessage } from '../../server/protocol';
+import type { AckMessage } from '../../server/protocol/wire';
 import { civitai } from '../../server/sources/civitai';
 import { startFakeCivitai, type FakeCivitai } from '../helpers/fake-hosts';
 import { connectWs, settled, startTestServer, type TestServer } from '../helpers/harness';

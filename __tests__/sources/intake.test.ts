@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ErrorMessage } from '../../server/protocol';
-import { nameFromDisposition } from '../../server/intake';
+import type { ErrorMessage } from '../../server/protocol/wire';
+import { nameFromDisposition } from '../../server/sources/intake';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { connectWs, startTestServer, waitFor, type TestServer } from '../helpers/harness';
 

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AppError, errnoOf } from '../errors';
-import { networkError, type OpenedResponse } from './http-client';
-import { describeHttpError } from './http-errors';
+import { networkError, type OpenedResponse } from '../net/http-client';
+import { describeHttpError } from '../net/http-errors';
 import { isRetryableStatus, parseRetryAfter } from './retry-delay';
 import type { ResolvedSource } from './source';
 

@@ -2,13 +2,13 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
-import { redactUrl } from '../url-policy';
-import { openStream } from './http-client';
-import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from './part-file';
-import type { Pump } from './raw-http';
+import { redactUrl } from '../net/url-policy';
+import { openStream } from '../net/http-client';
+import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from '../disk/part-file';
+import type { Pump } from '../net/raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import { retryDelay, type RetryPolicy } from './retry-delay';
-import { WriteBehind } from './write-behind';
+import { WriteBehind } from '../disk/write-behind';
 import type { AttemptOptions, AttemptResult } from './transfer';
 
 export interface SegmentedOptions extends AttemptOptions {

@@ -1,4 +1,4 @@
-import type { HeadersFor } from './http-client';
+import type { HeadersFor } from '../net/http-client';
 
 /** What a response looked like, for a source to inspect before its bytes are written. */
 export interface ResponseInfo {

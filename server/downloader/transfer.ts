@@ -2,12 +2,12 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors';
-import { redactUrl } from '../url-policy';
-import { openStream } from './http-client';
-import { partPath, readMeta, removePart, writeMeta, partSize } from './part-file';
+import { redactUrl } from '../net/url-policy';
+import { openStream } from '../net/http-client';
+import { partPath, readMeta, removePart, writeMeta, partSize } from '../disk/part-file';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import type { Expectations, ResolvedSource } from './source';
-import { WriteBehind } from './write-behind';
+import { WriteBehind } from '../disk/write-behind';
 
 /** What carries over between the attempts of one run of a download. */
 export interface TransferState {

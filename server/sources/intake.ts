@@ -1,13 +1,13 @@
 import path from 'node:path';
 import { parse as parseDisposition } from 'content-disposition';
-import type { Downloader } from './downloader/downloader';
-import { openStream, type OpenedResponse } from './downloader/http-client';
-import { failureFor, refuseNonFile } from './downloader/response';
-import { AppError, badRequest } from './errors';
-import { filenameFromUrl, resolveDest, sanitizeFilename } from './paths';
-import type { AddRequest, AddResult } from './protocol';
-import type { Source, Sources } from './sources';
-import { parseSourceUrl } from './url-policy';
+import type { Downloader } from '../downloader/downloader';
+import { openStream, type OpenedResponse } from '../net/http-client';
+import { failureFor, refuseNonFile } from '../downloader/response';
+import { AppError, badRequest } from '../errors';
+import { filenameFromUrl, resolveDest, sanitizeFilename } from '../disk/paths';
+import type { AddRequest, AddResult } from '../protocol/wire';
+import type { Source, Sources } from '.';
+import { parseSourceUrl } from '../net/url-policy';
 
 export interface IntakeDeps {
   downloader: Pick<Downloader, 'add'>;

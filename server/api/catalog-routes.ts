@@ -2,10 +2,10 @@ import fsp from 'node:fs/promises';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { readBody } from './body';
-import { checkId, type Catalog, type CatalogData } from './catalog';
-import { badRequest } from './errors';
-import { resolveDest } from './paths';
-import type { AddRequest } from './protocol';
+import { checkId, type Catalog, type CatalogData } from '../catalog/catalog';
+import { badRequest } from '../errors';
+import { resolveDest } from '../disk/paths';
+import type { AddRequest } from '../protocol/wire';
 
 export interface CatalogRouteDeps {
   catalog: Catalog;

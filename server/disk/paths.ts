@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { badRequest } from './errors';
+import { badRequest } from '../errors';
 
 /** Top-level folders of a ComfyUI `models/` tree (ComfyUI folder_paths.py). */
 export const COMFY_FOLDERS: readonly string[] = [

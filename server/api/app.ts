@@ -3,17 +3,17 @@ import Router from '@koa/router';
 import Koa, { type Context } from 'koa';
 import serve from 'koa-static';
 import { readBody } from './body';
-import type { Catalog } from './catalog';
+import type { Catalog } from '../catalog/catalog';
 import { registerCatalogRoutes } from './catalog-routes';
-import type { Config } from './config';
-import type { Downloader } from './downloader/downloader';
-import { toStatusView } from './entry';
-import { AppError, notFound } from './errors';
-import type { Logger } from './logger';
-import { listFolders, packageRoot } from './paths';
-import type { AddRequest, AddResult, Entry, StatusView } from './protocol';
+import type { Config } from '../config';
+import type { Downloader } from '../downloader/downloader';
+import { toStatusView } from '../store/entry';
+import { AppError, notFound } from '../errors';
+import type { Logger } from '../logger';
+import { listFolders, packageRoot } from '../disk/paths';
+import type { AddRequest, AddResult, Entry, StatusView } from '../protocol/wire';
 import { checkHost, checkOrigin, checkToken } from './security';
-import type { StatusStore } from './status-store';
+import type { StatusStore } from '../store/status-store';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -24,7 +24,7 @@ export interface AppDeps {
   intake?: (req: AddRequest) => Promise<AddResult>;
   /** The model catalog; without it there are no catalog routes. */
   catalog?: Catalog;
-  /** Folder of the page. @default <repo>/static */
+  /** Folder of the page. @default <repo>/dist/public (built by client/build.js) */
   staticDir?: string;
 }
 
@@ -146,6 +146,6 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));
-  app.use(serve(deps.staticDir ?? path.join(packageRoot(), 'static'), { index: 'index.html' }));
+  app.use(serve(deps.staticDir ?? path.join(packageRoot(), 'dist', 'public'), { index: 'index.html' }));
   return app;
 }

@@ -4,8 +4,8 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { AppError } from '../errors';
-import { guardedLookup } from '../url-policy';
-import { ChunkWriter } from './chunk-writer';
+import { guardedLookup } from './url-policy';
+import { ChunkWriter } from '../disk/chunk-writer';
 
 /*
  * A small HTTP/1.1 client for GETs of large files. Node's http module costs about 0.8 CPU-seconds

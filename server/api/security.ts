@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import type http from 'node:http';
 import net from 'node:net';
-import type { Config } from './config';
-import { AppError } from './errors';
+import type { Config } from '../config';
+import { AppError } from '../errors';
 
 type Req = Pick<http.IncomingMessage, 'headers' | 'url'>;
 

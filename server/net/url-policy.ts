@@ -1,6 +1,6 @@
 import dns from 'node:dns';
 import net from 'node:net';
-import { AppError, badRequest } from './errors';
+import { AppError, badRequest } from '../errors';
 
 export const MAX_URL_LENGTH = 8 * 1024;
 

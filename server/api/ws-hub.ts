@@ -1,13 +1,13 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, WebSocket } from 'ws';
-import type { Config } from './config';
-import type { Downloader } from './downloader/downloader';
-import { AppError } from './errors';
-import type { Logger } from './logger';
-import type { AddRequest, AddResult, ClientCommand, Entry, ServerMessage } from './protocol';
+import type { Config } from '../config';
+import type { Downloader } from '../downloader/downloader';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
+import type { AddRequest, AddResult, ClientCommand, Entry, ServerMessage } from '../protocol/wire';
 import { checkHost, checkOrigin, checkToken } from './security';
-import type { StatusStore } from './status-store';
+import type { StatusStore } from '../store/status-store';
 
 export const MAX_WS_MESSAGE = 64 * 1024;
 

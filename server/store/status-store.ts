@@ -5,8 +5,8 @@ import path from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import writeFileAtomic from 'write-file-atomic';
 import { newId, parseEntry } from './entry';
-import type { Logger } from './logger';
-import type { Entry } from './protocol';
+import type { Logger } from '../logger';
+import type { Entry } from '../protocol/wire';
 
 export interface StatusStoreOptions {
   file: string;

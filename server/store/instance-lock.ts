@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AppError } from './errors';
-import type { Logger } from './logger';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
 
 /**
  * One server per status file. Two servers on one file both rewrite it (each overwriting the

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
-import type { DownloadStatus, Entry, ErrorInfo, StatusView } from './protocol';
-import { parseSourceUrl, redactUrl } from './url-policy';
+import type { DownloadStatus, Entry, ErrorInfo, StatusView } from '../protocol/wire';
+import { parseSourceUrl, redactUrl } from '../net/url-policy';
 
 /** Epoch seconds as a float, the seed's time format. */
 export const nowSeconds = (): number => Date.now() / 1000;

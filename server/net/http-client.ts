@@ -1,5 +1,5 @@
 import { AppError } from '../errors';
-import { checkAddressLiteral, redactUrl } from '../url-policy';
+import { checkAddressLiteral, redactUrl } from './url-policy';
 import { request, type RawBody } from './raw-http';
 
 /** Headers to add for one hop of a request: credentials go only to the host they belong to. */

@@ -2,10 +2,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import shipped from './default-catalog.json';
-import { AppError, badRequest, conflict, notFound } from './errors';
-import type { Logger } from './logger';
-import { resolveDest } from './paths';
-import { parseSourceUrl, redactUrl } from './url-policy';
+import { AppError, badRequest, conflict, notFound } from '../errors';
+import type { Logger } from '../logger';
+import { resolveDest } from '../disk/paths';
+import { parseSourceUrl, redactUrl } from '../net/url-policy';
 
 /** One model of the catalog (`model_configs.json`, the seed's format; see CONTRACT.md). */
 export interface CatalogModel {
