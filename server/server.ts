@@ -32,6 +32,8 @@ export interface StartOptions {
   heartbeatMs?: number;
   /** Bytes queued for a WebSocket client beyond which its updates are coalesced. */
   wsHighWaterMark?: number;
+  /** Bytes a WebSocket client may hold in the server before it is dropped. */
+  wsMaxQueuedBytes?: number;
   staticDir?: string;
 }
 
@@ -78,6 +80,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     server.requestTimeout = 60_000;
     const hub = new WsHub(server, { config, store, downloader, log, intake: add, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
       ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
+      ...(options.wsMaxQueuedBytes ? { maxQueuedBytes: options.wsMaxQueuedBytes } : {}),
     });
     opened.push(() => hub.close());
 

@@ -1,3 +1,9 @@
+/**
+ * The WebSocket hub: upgrades (same checks as the HTTP API), a full snapshot first, then updates
+ * with increasing `seq`, and the clients' commands. Each client's queue is its Outbox (bounded in
+ * bytes); liveness is our own pings being answered.
+ */
+import crypto from 'node:crypto';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, WebSocket } from 'ws';
@@ -7,6 +13,7 @@ import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { AddRequest, AddResult, ClientCommand, Entry, ServerMessage } from '../protocol/wire';
 import { checkHost, checkOrigin, checkToken } from './security';
+import { Outbox } from './ws-outbox';
 import type { StatusStore } from '../store/status-store';
 
 export const MAX_WS_MESSAGE = 64 * 1024;
@@ -18,17 +25,20 @@ export interface HubOptions {
   log: Logger;
   /** Starts a download for the `start` command: settles the file name (see intake.ts). @default downloader.add */
   intake?: (req: AddRequest) => Promise<AddResult>;
-  /** Ping period; a peer that misses one pong is dropped. @default 30000 */
+  /** Ping period; a peer that misses one pong, or whose socket stays full for two periods, is dropped. @default 30000 */
   heartbeatMs?: number;
   /** Bytes queued for a client beyond which its updates are coalesced. @default 256 KiB */
   highWaterMark?: number;
+  /** Bytes a client may hold in the server (socket buffer plus unsent replies) before it is dropped. @default 4 MiB */
+  maxQueuedBytes?: number;
 }
 
 interface Client {
   ws: WebSocket;
   alive: boolean;
-  /** Latest message per key (download id) waiting while the client is slow; bounded by the number of downloads. */
-  pending: Map<string, ServerMessage>;
+  /** The payload of our last ping: only its echo proves the peer alive (an unsolicited pong does not). */
+  ping: Buffer | null;
+  out: Outbox;
 }
 
 /**
@@ -38,14 +48,13 @@ interface Client {
 export class WsHub {
   private readonly wss: WebSocketServer;
   private readonly clients = new Set<Client>();
-  private readonly o: HubOptions & { heartbeatMs: number; highWaterMark: number };
+  private readonly o: HubOptions & { heartbeatMs: number; highWaterMark: number; maxQueuedBytes: number };
   private readonly heartbeat: NodeJS.Timeout;
   private readonly removers: Array<() => void> = [];
-  private replySeq = 0;
   private closed = false;
 
   constructor(server: http.Server, options: HubOptions) {
-    this.o = { heartbeatMs: 30_000, highWaterMark: 256 * 1024, ...options };
+    this.o = { heartbeatMs: 30_000, highWaterMark: 256 * 1024, maxQueuedBytes: 4 * 1024 * 1024, ...options };
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE, perMessageDeflate: false });
     const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => this.upgrade(req, socket, head);
     server.on('upgrade', onUpgrade);
@@ -55,27 +64,31 @@ export class WsHub {
     const onUpdate = (e: Entry): void => this.broadcast(e.id, { type: 'update', seq: store.seq, download: e });
     const onRemoved = (e: Entry): void => this.broadcast(e.id, { type: 'removed', seq: store.seq, id: e.id, dest: e.dest });
     const onReset = (): void => {
-      for (const c of this.clients) this.sendSnapshot(c);
+      const entries = store.all(); // one list for every client: the entries themselves are never mutated
+      for (const c of this.clients) c.out.snapshot(store.seq, entries);
     };
     store.on('update', onUpdate).on('removed', onRemoved).on('reset', onReset);
     this.removers.push(() => store.off('update', onUpdate).off('removed', onRemoved).off('reset', onReset));
 
     this.heartbeat = setInterval(() => {
+      const now = Date.now();
       for (const c of this.clients) {
-        if (!c.alive) {
+        const stuck = c.out.blockedSince !== null && now - c.out.blockedSince > 2 * this.o.heartbeatMs;
+        if (!c.alive || stuck) {
           c.ws.terminate();
           continue;
         }
         c.alive = false;
-        c.ws.ping();
+        c.ping = crypto.randomBytes(8);
+        c.ws.ping(c.ping);
       }
     }, this.o.heartbeatMs);
     this.heartbeat.unref();
   }
 
   /** Per-client queue sizes, for tests and the benchmark: proof that memory stays bounded. */
-  stats(): Array<{ pending: number; bufferedAmount: number }> {
-    return [...this.clients].map((c) => ({ pending: c.pending.size, bufferedAmount: c.ws.bufferedAmount }));
+  stats(): Array<{ pending: number; bufferedAmount: number; queuedBytes: number; blocked: boolean }> {
+    return [...this.clients].map((c) => ({ pending: c.out.pending, bufferedAmount: c.ws.bufferedAmount, queuedBytes: c.out.queuedBytes, blocked: c.out.blockedSince !== null }));
   }
 
   /** Closes every connection and stops listening for upgrades. Idempotent. */
@@ -113,59 +126,36 @@ export class WsHub {
   }
 
   private connected(ws: WebSocket): void {
-    const client: Client = { ws, alive: true, pending: new Map() };
+    const out = new Outbox(ws, {
+      highWaterMark: this.o.highWaterMark,
+      maxQueuedBytes: this.o.maxQueuedBytes,
+      onOverBudget: () => {
+        this.o.log.warn(`WebSocket client dropped: more than ${this.o.maxQueuedBytes} bytes unread`);
+        ws.terminate();
+      },
+    });
+    const client: Client = { ws, alive: true, ping: null, out };
     this.clients.add(client);
-    ws.on('pong', () => {
-      client.alive = true;
+    ws.on('pong', (data) => {
+      if (client.ping && data.equals(client.ping)) client.alive = true;
     });
     ws.on('error', (err) => this.o.log.warn(`WebSocket client error: ${err.message}`));
     ws.on('close', () => {
       this.clients.delete(client);
-      client.pending.clear();
+      out.clear();
     });
     ws.on('message', (data, isBinary) => this.onMessage(client, data, isBinary));
-    this.sendSnapshot(client);
-  }
-
-  private sendSnapshot(c: Client): void {
-    // A snapshot supersedes everything queued before it.
-    c.pending.clear();
-    this.send(c, { type: 'snapshot', seq: this.o.store.seq, downloads: this.o.store.all() });
+    out.snapshot(this.o.store.seq, this.o.store.all());
   }
 
   private broadcast(key: string, message: ServerMessage): void {
     if (this.clients.size === 0) return;
     const data = JSON.stringify(message); // serialized once for every client
-    for (const c of this.clients) this.deliver(c, key, message, data);
-  }
-
-  private deliver(c: Client, key: string, message: ServerMessage, data?: string): void {
-    if (c.ws.readyState !== WebSocket.OPEN) return;
-    if (c.pending.size > 0 || c.ws.bufferedAmount > this.o.highWaterMark) {
-      c.pending.delete(key); // re-insert at the end so messages leave in seq order
-      c.pending.set(key, message);
-      return;
-    }
-    this.send(c, message, data);
-  }
-
-  private send(c: Client, message: ServerMessage, data: string = JSON.stringify(message)): void {
-    if (c.ws.readyState !== WebSocket.OPEN) return;
-    c.ws.send(data, (err) => {
-      if (!err && c.pending.size > 0) this.drain(c);
-    });
-  }
-
-  private drain(c: Client): void {
-    for (const [key, message] of c.pending) {
-      if (c.ws.bufferedAmount > this.o.highWaterMark) return;
-      c.pending.delete(key);
-      this.send(c, message);
-    }
+    for (const c of this.clients) c.out.update(key, message, data);
   }
 
   private reply(c: Client, message: ServerMessage): void {
-    this.deliver(c, `reply:${++this.replySeq}`, message);
+    if (c.ws.readyState === WebSocket.OPEN) c.out.reply(message);
   }
 
   private onMessage(c: Client, data: RawData, isBinary: boolean): void {
@@ -201,7 +191,8 @@ export class WsHub {
           this.reply(c, { type: 'ack', request_id: requestId, removed_count: d.clearCompleted() });
           return;
         default:
-          throw new AppError('UNKNOWN_COMMAND', `Unknown message type ${JSON.stringify((cmd as { type?: unknown }).type)}; expected start, pause, resume, cancel, retry or clear_completed`, { status: 400 });
+          // The input is not echoed: a reply is never larger than what the server chose to say.
+          throw new AppError('UNKNOWN_COMMAND', 'Unknown message type; expected start, pause, resume, cancel, retry or clear_completed', { status: 400 });
       }
     } catch (err) {
       this.replyError(c, requestId, err);
