@@ -29,21 +29,46 @@ export const COMFY_FOLDERS: readonly string[] = [
   'ultralytics',
 ];
 
-/** Windows device names: a file called `CON.safetensors` cannot be copied to a Windows share. */
-const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+/**
+ * Windows device names, also with spaces before the extension (`con .bin`) and the console and
+ * superscript-digit forms: such a file cannot be copied to a Windows share.
+ */
+const RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|clock\$|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])[ .]*(\..*)?$/i;
+/** Control characters (C0, DEL, C1 — U+0085 among them) and line/paragraph separators. */
+const CONTROL = /[\p{Cc}\u2028\u2029]/u;
+/** Invisible formatting: bidi overrides and isolates (U+202E shows `exe.safetensors` reversed), zero-width characters, BOM. */
+const INVISIBLE = /\p{Cf}/u;
+/** Characters Windows refuses in a name (`:` and `\\` are refused separately, with their own message). */
+const WINDOWS_INVALID = /[<>"|?*]/;
+
+/**
+ * The names of the service's own files beside a destination: `<dest>.part` (the bytes),
+ * `<dest>.part.json` (the segment map) and its write-file-atomic temp names `<dest>.part.json.<hex>`.
+ * No destination may take one, or a download could replace another's map or bytes.
+ */
+export const SIDE_FILE_NAME = /\.part(\.json(\.[^.]*)?)?$/i;
+/**
+ * Bytes a name may have: 255 (NAME_MAX on Linux, macOS and Windows file systems) less the longest
+ * suffix the service adds (`.part.json.` and a 40-digit temp hash), so no side file is ever too long.
+ */
+export const MAX_NAME_BYTES = 200;
 
 function checkSegment(segment: string, what: 'folder' | 'filename'): void {
   if (segment === '' || segment === '.' || segment === '..') {
     throw badRequest('INVALID_PATH', `The ${what} may not contain an empty, "." or ".." part, got \`${segment}\``);
   }
-  if (CONTROL.test(segment)) throw badRequest('INVALID_PATH', `The ${what} may not contain control characters`);
+  if (CONTROL.test(segment)) throw badRequest('INVALID_PATH', `The ${what} may not contain control characters or line separators`);
+  if (INVISIBLE.test(segment)) throw badRequest('INVALID_PATH', `The ${what} may not contain invisible formatting characters (bidi controls, zero-width spaces)`);
   if (segment.includes('\\')) throw badRequest('INVALID_PATH', `The ${what} may not contain a backslash`);
   if (segment.includes(':')) throw badRequest('INVALID_PATH', `The ${what} may not contain ":"`);
-  if (RESERVED.test(segment)) throw badRequest('INVALID_PATH', `\`${segment}\` is a reserved device name`);
-  if (segment.length > 200) throw badRequest('INVALID_PATH', `The ${what} part is longer than 200 characters`);
-  if (segment.endsWith('.part')) throw badRequest('INVALID_PATH', `The ${what} may not end with .part: that suffix is for files being downloaded`);
+  if (WINDOWS_INVALID.test(segment)) throw badRequest('INVALID_PATH', `The ${what} may not contain < > " | ? or *: Windows refuses them`);
+  if (/[ .]$/.test(segment)) throw badRequest('INVALID_PATH', `The ${what} may not end with a dot or a space: Windows drops them`);
+  if (RESERVED.test(segment)) throw badRequest('INVALID_PATH', `\`${segment}\` is a reserved device name on Windows`);
+  const bytes = Buffer.byteLength(segment);
+  if (bytes > MAX_NAME_BYTES) throw badRequest('INVALID_PATH', `The ${what} part is ${bytes} bytes long in UTF-8; at most ${MAX_NAME_BYTES} are accepted`);
+  if (SIDE_FILE_NAME.test(segment)) {
+    throw badRequest('INVALID_PATH', `The ${what} may not end with .part or .part.json: those names are the downloader's own files`);
+  }
 }
 
 export interface Destination {
@@ -118,15 +143,36 @@ export function listFolders(modelsDir: string): string[] {
  * nothing usable is left.
  */
 export function sanitizeFilename(name: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
-  let clean = name.split(/[/\\]/).pop()!.replace(/[\u0000-\u001f\u007f<>:"|?*]/g, '_').trim();
-  clean = clean.replace(/^\.+/, '').replace(/\.part$/, '');
-  if (clean.length > 200) {
-    const ext = path.extname(clean).slice(0, 20);
-    clean = clean.slice(0, 200 - ext.length) + ext;
+  let clean = name
+    .split(/[/\\]/)
+    .pop()!
+    .replace(/\p{Cf}/gu, '')
+    .replace(/[\p{Cc}\u2028\u2029<>:"|?*]/gu, '_')
+    .trim();
+  for (let before = ''; before !== clean; ) {
+    before = clean;
+    clean = clean.replace(/^\.+/, '').replace(SIDE_FILE_NAME, '').replace(/[ .]+$/, '');
+  }
+  if (Buffer.byteLength(clean) > MAX_NAME_BYTES) {
+    const ext = path.extname(clean);
+    const keep = Buffer.byteLength(ext) <= 20 ? ext : '';
+    clean = truncateBytes(clean.slice(0, clean.length - keep.length), MAX_NAME_BYTES - Buffer.byteLength(keep)).replace(/[ .]+$/, '') + keep;
   }
   if (clean === '' || RESERVED.test(clean)) return undefined;
   return clean;
+}
+
+/** The longest prefix of `s` that fits `max` bytes of UTF-8, never cutting a character in two. */
+function truncateBytes(s: string, max: number): string {
+  let bytes = 0;
+  let end = 0;
+  for (const ch of s) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > max) break;
+    bytes += n;
+    end += ch.length;
+  }
+  return s.slice(0, end);
 }
 
 /** The last path segment of a URL, decoded and sanitized. */
