@@ -33,6 +33,14 @@ describe('the address policy', () => {
     ['::ffff:a9fe:a9fe', true], // the same, as the URL parser spells it
     ['64:ff9b::a9fe:a9fe', true], // NAT64 of 169.254.169.254
     ['fd00:ec2::254', true],
+    ['100.100.100.200', true], // Alibaba Cloud's metadata endpoint
+    ['fd20:ce::254', true], // Google Cloud's IPv6 metadata endpoint
+    ['::a9fe:a9fe', true], // IPv4-compatible spelling of 169.254.169.254
+    ['::169.254.169.254', true],
+    ['64:ff9b:1:a9fe:a9:fea9:fe00:0', true], // local-use NAT64 (RFC 8215), /48 layout
+    ['64:ff9b:1::a9fe:a9fe', true], // local-use NAT64, /96 layout
+    ['64:ff9b:1::a00:1', false], // local-use NAT64 of 10.0.0.1
+    ['100.100.100.201', false],
     ['127.0.0.1', false],
     ['::1', false],
     ['10.0.0.1', false],

@@ -47,19 +47,63 @@ export function redactUrl(url: URL | string): string {
  * Link-local and cloud-metadata networks. A BlockList also matches the IPv4 ones written as
  * IPv4-mapped IPv6 in either spelling (`::ffff:169.254.169.254`, `::ffff:a9fe:a9fe`): the WHATWG
  * URL parser turns the first into the second, and a dual-stack socket connects to either over IPv4.
- * NAT64's well-known prefix (64:ff9b::/96, RFC 6052) reaches the same IPv4 hosts on IPv6-only pods.
+ * Other IPv6 spellings of an IPv4 address (IPv4-compatible `::a9fe:a9fe`, NAT64's well-known
+ * 64:ff9b::/96 and local-use 64:ff9b:1::/48 of RFC 8215) are unwrapped by `embeddedIPv4` below.
  */
 const FORBIDDEN = new net.BlockList();
 FORBIDDEN.addSubnet('169.254.0.0', 16, 'ipv4');
+FORBIDDEN.addAddress('100.100.100.200', 'ipv4'); // Alibaba Cloud's metadata endpoint
 FORBIDDEN.addSubnet('fe80::', 10, 'ipv6');
-FORBIDDEN.addSubnet('64:ff9b::a9fe:0', 112, 'ipv6');
 FORBIDDEN.addAddress('fd00:ec2::254', 'ipv6'); // AWS's IPv6 metadata endpoint
+FORBIDDEN.addAddress('fd20:ce::254', 'ipv6'); // Google Cloud's IPv6 metadata endpoint
 
-/** True for link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10), which are never fetched. */
+/** The 16 bytes of an IPv6 address (with or without a dotted IPv4 tail), or null. */
+function ipv6Bytes(address: string): number[] | null {
+  let text = address.toLowerCase().replace(/%.*$/, '');
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (tail) {
+    const o = tail[1]!.split('.').map(Number);
+    text = text.slice(0, -tail[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const head = halves[0] ? halves[0].split(':') : [];
+  const rest = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const groups = halves.length === 2 ? [...head, ...Array<string>(8 - head.length - rest.length).fill('0'), ...rest] : head;
+  if (groups.length !== 8) return null;
+  return groups.flatMap((g) => {
+    const n = parseInt(g, 16);
+    return [n >> 8, n & 0xff];
+  });
+}
+
+/**
+ * The IPv4 addresses an IPv6 address may stand for: IPv4-compatible (::/96), NAT64 well-known
+ * (64:ff9b::/96) and local-use (64:ff9b:1::/48, where the operator picks the prefix length, so
+ * every RFC 6052 layout is tried).
+ */
+function embeddedIPv4(address: string): string[] {
+  const b = ipv6Bytes(address);
+  if (!b) return [];
+  const v4 = (bytes: number[]): string => bytes.join('.');
+  const zero = (from: number, to: number): boolean => b.slice(from, to).every((x) => x === 0);
+  if (zero(0, 12)) return [v4(b.slice(12))];
+  if (b[0] === 0 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b) {
+    if (zero(4, 12)) return [v4(b.slice(12))];
+    if (b[4] === 0 && b[5] === 1) {
+      // RFC 6052 section 2.2: /48, /56 and /64 skip bits 64-71; /96 puts the address last.
+      return [v4([b[6]!, b[7]!, b[9]!, b[10]!]), v4([b[7]!, b[9]!, b[10]!, b[11]!]), v4(b.slice(9, 13)), v4(b.slice(12))];
+    }
+  }
+  return [];
+}
+
+/** True for link-local and cloud-metadata addresses, in any spelling; those are never fetched. */
 export function isForbiddenAddress(address: string): boolean {
   const family = net.isIP(address);
   if (family === 0) return false;
-  return FORBIDDEN.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  if (family === 4) return FORBIDDEN.check(address, 'ipv4');
+  return FORBIDDEN.check(address, 'ipv6') || embeddedIPv4(address).some((v4) => FORBIDDEN.check(v4, 'ipv4'));
 }
 
 function forbidden(host: string): AppError {
