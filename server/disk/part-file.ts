@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
 import { AppError } from '../errors';
+import { readFileNoFollow, writeFileNoFollow } from './atomic-file';
 
 /**
  * What we know about a `.part` file, kept beside it as `<dest>.part.json` so a resume after a
@@ -11,6 +11,11 @@ import { AppError } from '../errors';
 export interface PartMeta {
   /** Source URL without credentials. */
   url: string;
+  /**
+   * The final file's name: a map describes the file it is named after. Adoption of an orphan
+   * (a map with no entry) requires it, so only maps the service wrote are trusted.
+   */
+  name?: string;
   etag?: string;
   lastModified?: string;
   fileSize: number | null;
@@ -32,8 +37,10 @@ export const metaPath = (abs: string): string => `${abs}.part.json`;
 
 export async function readMeta(abs: string): Promise<PartMeta | undefined> {
   try {
-    const data = JSON.parse(await fs.readFile(metaPath(abs), 'utf8')) as PartMeta;
-    return typeof data.url === 'string' ? data : undefined;
+    const data = JSON.parse(await readFileNoFollow(metaPath(abs))) as PartMeta;
+    if (typeof data.url !== 'string') return undefined;
+    if (data.name !== undefined && data.name !== path.basename(abs)) return undefined; // a map of another file
+    return data;
   } catch {
     return undefined;
   }
@@ -42,10 +49,10 @@ export async function readMeta(abs: string): Promise<PartMeta | undefined> {
 export async function writeMeta(abs: string, meta: PartMeta): Promise<void> {
   // Padded with spaces to whole 4 KiB pages: on a full disk the map is rewritten in place, within
   // the page(s) it already has, as its counts grow a digit.
-  const json = JSON.stringify(meta);
+  const json = JSON.stringify({ ...meta, name: path.basename(abs) });
   const text = `${json.padEnd(Math.ceil((json.length + 1) / 4096) * 4096 - 1, ' ')}\n`;
   try {
-    await writeFileAtomic(metaPath(abs), text);
+    await writeFileNoFollow(metaPath(abs), text);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
@@ -65,7 +72,7 @@ export async function writeMeta(abs: string, meta: PartMeta): Promise<void> {
  * that mixes older and newer counts, none of them beyond the bytes written before it.
  */
 async function rewriteInPlace(file: string, text: string): Promise<void> {
-  const handle = await fs.open(file, 'r+');
+  const handle = await fs.open(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
   try {
     const { size } = await handle.stat();
     const bytes = Buffer.from(text);
