@@ -31,7 +31,6 @@ export const COMFY_FOLDERS: readonly string[] = [
 
 /** Windows device names: a file called `CON.safetensors` cannot be copied to a Windows share. */
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function checkSegment(segment: string, what: 'folder' | 'filename'): void {
@@ -118,7 +117,6 @@ export function listFolders(modelsDir: string): string[] {
  * nothing usable is left.
  */
 export function sanitizeFilename(name: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
   let clean = name.split(/[/\\]/).pop()!.replace(/[\u0000-\u001f\u007f<>:"|?*]/g, '_').trim();
   clean = clean.replace(/^\.+/, '').replace(/\.part$/, '');
   if (clean.length > 200) {
