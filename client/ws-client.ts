@@ -1,11 +1,11 @@
 /**
- * The live view of a Model Downloader's downloads over its WebSocket (`/ws`, see CONTRACT.md):
+ * The live view of a Model Downloader's downloads over its WebSocket (`/ws`, docs/reference.md):
  * the snapshot of the first frame, then `update`/`removed` applied in `seq` order, reconnection
  * with backoff after a drop (a new snapshot then replaces everything), and a fallback to polling
  * `GET /status` when WebSockets cannot get through at all (a proxy that blocks them).
  *
  * No DOM and no runtime imports: the page uses the browser's WebSocket, a Node bot passes the
- * `ws` package's (`new LiveClient({ url, WebSocket })`). Wire types come from server/protocol.ts.
+ * `ws` package's (`new LiveClient({ url, WebSocket })`). Wire types come from server/protocol/wire.ts.
  */
 import type { AckMessage, ClientCommand, Entry, ErrorInfo, ServerMessage } from '../server/protocol/wire.js';
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-/** Options of the service, read from the environment (../shared/CONTRACT.md, "Configuration"). */
+/** Options of the service, read from the environment (docs/reference.md, "Configuration"). */
 export interface Config {
   /** @default 8866 (0 = any free port) */
   port: number;

@@ -1,4 +1,4 @@
-/** A small logger: tests pass a silent or capturing one, main.ts the console. */
+/** A small logger: main.ts passes the console one, tests their own (capturing or silent). */
 export interface Logger {
   info(message: string): void;
   warn(message: string): void;
@@ -10,5 +10,3 @@ export const consoleLogger: Logger = {
   warn: (m) => console.warn(`${new Date().toISOString()} warning: ${m}`),
   error: (m) => console.error(`${new Date().toISOString()} error: ${m}`),
 };
-
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };

@@ -7,7 +7,7 @@ import type { Logger } from '../logger';
 import { resolveDest } from '../disk/paths';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 
-/** One model of the catalog (`model_configs.json`, the seed's format; see CONTRACT.md). */
+/** One model of the catalog (`model_configs.json`, the seed's format; see docs/reference.md, "Catalog file"). */
 export interface CatalogModel {
   name: string;
   url: string;
