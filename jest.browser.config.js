@@ -1,7 +1,7 @@
 /**
  * Browser tests (`npm run test:browser`): the real server and page in Debian's Chromium via
  * playwright-core. Kept out of `npm test` (whose testMatch is *.test.ts) so that one passes
- * without a browser. The global setup compiles client/ into static/js first.
+ * without a browser. The global setup builds the page into dist/public first.
  * @type {import('jest').Config}
  */
 module.exports = {

@@ -1,5 +1,5 @@
-// Builds the server once before the tests: the restart tests run dist/server/main.js as a child
-// process, exactly as `npm start` does.
+// Builds the server and the page once before the tests, as `npm start` does: the restart tests run
+// dist/server/main.js as a child process, and the API tests fetch the page from dist/public/.
 const { execFileSync } = require('node:child_process');
 const path = require('node:path');
 
@@ -8,4 +8,5 @@ module.exports = async () => {
     cwd: __dirname,
     stdio: 'inherit',
   });
+  execFileSync(process.execPath, [path.join(__dirname, 'client', 'build.js')], { cwd: __dirname, stdio: 'inherit' });
 };
