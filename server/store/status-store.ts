@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import writeFileAtomic from 'write-file-atomic';
-import { newId, parseEntry } from './entry';
+import { parseStatusText, readAtStartup, readStatusText } from './status-file-read';
 import type { Logger } from '../logger';
 import type { Entry } from '../protocol/wire';
 
@@ -92,27 +92,21 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Reads the file at start-up. A file that does not parse (or is not an object of entries) is
-   * renamed aside and logged; single bad entries are dropped and logged. Never throws for content.
+   * Reads the file at start-up (see readAtStartup: a file that cannot be used is kept aside, bad
+   * entries dropped, both logged). Never throws for content.
    */
   async load(): Promise<Entry[]> {
     await this.removeStaleTemps();
-    let text: string | undefined;
-    try {
-      text = await readText(this.file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    if (text !== undefined) this.remember(text); // what we started from is no edit
-    const parsed = text === undefined ? undefined : await this.parse(text, { atStartup: true });
-    for (const e of parsed?.entries.values() ?? []) this.setEntry(e);
-    if (parsed && parsed.changes.length > 0) {
+    const read = await readAtStartup({ file: this.file, log: this.log, isValidDest: this.isValidDest });
+    if (read.text !== undefined) this.remember(read.text); // what we started from is no edit
+    for (const e of read.entries.values()) this.setEntry(e);
+    if (read.changes.length > 0) {
       // The file on disk must say what clients are shown (another process reads it too, and a
       // token must not stay on disk until the next download happens to rewrite it).
       this.dirty = true;
       this.urgent = true;
       await this.writeNow();
-      if (!this.writeFailed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${parsed.changes.join('; ')})`);
+      if (!this.writeFailed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${read.changes.join('; ')})`);
     }
     if (this.watchEnabled) await this.startWatching();
     return this.all();
@@ -254,7 +248,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (!this.watchEnabled || this.closed) return false;
     let text: string;
     try {
-      text = await readText(this.file);
+      text = await readStatusText(this.file);
     } catch {
       return false;
     }
@@ -276,72 +270,6 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * The entries the file holds, and what makes the file differ from them (dropped entries, new ids,
-   * cleaned URLs). Undefined when it cannot be used at all (not JSON, not an object, empty): at
-   * start-up it is then kept aside; an edit by another process is ignored, never taken for "no
-   * downloads" (a non-atomic writer leaves the file empty or half-written for a moment).
-   */
-  private async parse(text: string, options: { atStartup: boolean }): Promise<ParsedFile | undefined> {
-    const result = new Map<string, Entry>();
-    const unusable = async (reason: string): Promise<ParsedFile | undefined> => {
-      if (!options.atStartup) {
-        this.log.warn(`ignored an edit of ${this.file}: ${reason}`);
-        return undefined;
-      }
-      // Moved aside: there is no file left to disagree with. Copied aside (it could not be moved):
-      // the bad file is still in place, so it is replaced at once by what is served.
-      return (await this.keepAside(reason)) === 'copied' ? { entries: result, changes: ['its unusable content was kept aside'] } : undefined;
-    };
-    if (text.trim() === '') {
-      // At start-up, nothing to keep aside (`touch` makes one for a bind mount), but worth a line:
-      // it may also be what a crash of another writer left.
-      if (!options.atStartup) return unusable('it is empty');
-      this.log.warn(`the status file ${this.file} is empty; starting with no downloads`);
-      return { entries: result, changes: [] };
-    }
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch (err) {
-      return unusable(`it is not valid JSON (${(err as Error).message})`);
-    }
-    if (!data || typeof data !== 'object' || Array.isArray(data)) return unusable('it is not an object keyed by destination');
-    const dropped: string[] = [];
-    const ids = new Set<string>();
-    const renamed: string[] = [];
-    let urls = 0;
-    for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
-      const entry = parseEntry(key, value);
-      if (typeof entry === 'string') dropped.push(`${key}: ${entry}`);
-      else if (!this.isValidDest(key)) dropped.push(`${key}: not a destination inside the models folder`);
-      else {
-        // A copied entry (a hand edit) keeps the id of its original: commands and the page key
-        // downloads by id, so one of the two would be out of reach.
-        if (ids.has(entry.id)) {
-          entry.id = newId();
-          renamed.push(key);
-        }
-        ids.add(entry.id);
-        // A token or signature removed (or the URL put in its normal form): never logged itself.
-        if (entry.url !== (value as { url: string }).url) urls++;
-        result.set(key, entry);
-      }
-    }
-    const changes: string[] = [];
-    if (renamed.length > 0) {
-      this.log.warn(`gave ${renamed.length} entr${renamed.length === 1 ? 'y' : 'ies'} of ${this.file} a new id (another entry had the same): ${listed(renamed, ', ')}`);
-      changes.push(`${renamed.length} new id${renamed.length === 1 ? '' : 's'}`);
-    }
-    if (dropped.length > 0) {
-      this.log.warn(`dropped ${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} of ${this.file}: ${listed(dropped, '; ')}`);
-      if (options.atStartup) await this.copyAside('it had unusable entries');
-      changes.push(`${dropped.length} unusable entr${dropped.length === 1 ? 'y' : 'ies'} dropped`);
-    }
-    if (urls > 0) changes.push(`${urls} URL${urls === 1 ? '' : 's'} without credentials or in normal form`);
-    return { entries: result, changes };
-  }
-
-  /**
    * write-file-atomic writes `<file>.<number>` and renames it over the file; a process killed
    * between the two (kill -9, a crash, a power cut) leaves the temp file behind, one per kill.
    */
@@ -357,39 +285,6 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     const stale = names.filter((n) => n.startsWith(base) && /^\d+$/.test(n.slice(base.length)));
     for (const name of stale) await fs.rm(path.join(dir, name), { force: true });
     if (stale.length > 0) this.log.info(`removed ${stale.length} temporary file(s) left by an interrupted write of ${this.file}`);
-  }
-
-  private asidePath(): string {
-    return `${this.file}.bad-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  }
-
-  /**
-   * Moves an unusable file out of the way. Never throws: a file that cannot be moved (locked on
-   * Windows, a bind-mounted file: EBUSY) is copied instead, and one that cannot be copied either is
-   * only logged; the server starts in any case.
-   */
-  private async keepAside(reason: string): Promise<'moved' | 'copied' | 'failed'> {
-    const aside = this.asidePath();
-    try {
-      await fs.rename(this.file, aside);
-      this.log.warn(`the status file ${this.file} could not be used (${reason}); kept it as ${aside} and started with an empty one`);
-      return 'moved';
-    } catch (err) {
-      this.log.warn(`the status file ${this.file} could not be used (${reason}) nor moved aside (${(err as Error).message})`);
-    }
-    return (await this.copyAside(`${reason}; it will be overwritten`)) ? 'copied' : 'failed';
-  }
-
-  private async copyAside(reason: string): Promise<boolean> {
-    const aside = this.asidePath();
-    try {
-      await fs.copyFile(this.file, aside);
-      this.log.warn(`kept a copy of the status file as ${aside} (${reason})`);
-      return true;
-    } catch (err) {
-      this.log.error(`could not keep a copy of the status file ${this.file} as ${aside} (${reason}): ${(err as Error).message}`);
-      return false;
-    }
   }
 
   private async startWatching(): Promise<void> {
@@ -412,7 +307,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.closed) return;
     let text: string;
     try {
-      text = await readText(this.file);
+      text = await readStatusText(this.file);
     } catch {
       return; // removed between the event and the read: our next write recreates it
     }
@@ -423,9 +318,13 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private async applyEdit(text: string): Promise<void> {
     if (this.closed || this.known.includes(hash(text))) return;
     this.remember(text); // at once: the watcher and a write may both look at the same edit
-    const parsed = await this.parse(text, { atStartup: false });
-    if (!parsed) this.unusableEdit = hash(text);
-    if (this.closed || !parsed) return;
+    const parsed = parseStatusText(text, { file: this.file, log: this.log, isValidDest: this.isValidDest });
+    if (!parsed.usable) {
+      this.log.warn(`ignored an edit of ${this.file}: ${parsed.reason}`);
+      this.unusableEdit = hash(text);
+      return;
+    }
+    if (this.closed) return;
     const { entries } = parsed;
     this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
     this.emit('external', entries);
@@ -437,23 +336,3 @@ const EDIT_WAIT_MS = 50;
 const EDIT_WAITS = 10;
 
 const hash = (text: string): string => crypto.createHash('sha1').update(text).digest('hex');
-
-/** The entries of a status file, and what makes the file differ from them (empty when nothing does). */
-interface ParsedFile {
-  entries: Map<string, Entry>;
-  changes: string[];
-}
-
-/** The first ten items, and how many more there are: a log line that stays a line. */
-const listed = (items: string[], separator: string): string => items.slice(0, 10).join(separator) + (items.length > 10 ? `${separator}and ${items.length - 10} more` : '');
-
-/**
- * The file's text. An editor on Windows may save it with a byte-order mark (Notepad's "UTF-8 with
- * BOM"), or as UTF-16 (PowerShell 5's `Out-File`): JSON.parse refuses both as they come.
- */
-async function readText(file: string): Promise<string> {
-  const data = await fs.readFile(file);
-  if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) return data.subarray(3).toString('utf8');
-  if (data[0] === 0xff && data[1] === 0xfe) return data.subarray(2).toString('utf16le');
-  return data.toString('utf8');
-}
