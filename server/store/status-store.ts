@@ -1,10 +1,9 @@
-import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import chokidar, { type FSWatcher } from 'chokidar';
 import writeFileAtomic from 'write-file-atomic';
-import { parseStatusText, readAtStartup, readStatusText } from './status-file-read';
+import { readAtStartup } from './status-file-read';
+import { createEditWatch, type EditWatch } from './status-file-watch';
 import type { Logger } from '../logger';
 import type { Entry } from '../protocol/wire';
 
@@ -40,7 +39,6 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   readonly file: string;
   private readonly log: Logger;
   private readonly writeIntervalMs: number;
-  private readonly watchEnabled: boolean;
   private readonly isValidDest: (dest: string) => boolean;
   private readonly entries = new Map<string, Entry>();
   private readonly byId = new Map<string, string>();
@@ -50,9 +48,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private dirty = false;
   private urgent = false;
   private lastWriteAt = 0;
-  /** Hashes of our recent writes (and of edits already applied), so they are not taken for new edits. */
-  private readonly known: string[] = [];
-  private watcher: FSWatcher | undefined;
+  private readonly watch: EditWatch;
   private closed = false;
   /** close() has begun: its final write still adopts an edit made since the last look. */
   private closing = false;
@@ -60,8 +56,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   private waitingForEdit = false;
   /** Whether the last write of the file failed (a full disk): memory is right, the file behind. */
   private writeFailed = false;
-  /** The hash of the last edit that could not be used, and how many times a write waited for it to be finished. */
-  private unusableEdit: string | undefined;
+  /** How many times a write waited for a half-written edit to be finished. */
   private editWaits = 0;
 
   constructor(options: StatusStoreOptions) {
@@ -69,8 +64,14 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     this.file = options.file;
     this.log = options.log;
     this.writeIntervalMs = options.writeIntervalMs ?? 250;
-    this.watchEnabled = options.watch ?? true;
     this.isValidDest = options.isValidDest ?? (() => true);
+    this.watch = createEditWatch({
+      file: this.file,
+      log: this.log,
+      isValidDest: this.isValidDest,
+      enabled: options.watch ?? true,
+      onEdit: (entries) => this.emit('external', entries),
+    });
   }
 
   /** Increases with every change; the WebSocket `seq`. */
@@ -98,7 +99,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   async load(): Promise<Entry[]> {
     await this.removeStaleTemps();
     const read = await readAtStartup({ file: this.file, log: this.log, isValidDest: this.isValidDest });
-    if (read.text !== undefined) this.remember(read.text); // what we started from is no edit
+    if (read.text !== undefined) this.watch.remember(read.text); // what we started from is no edit
     for (const e of read.entries.values()) this.setEntry(e);
     if (read.changes.length > 0) {
       // The file on disk must say what clients are shown (another process reads it too, and a
@@ -108,7 +109,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
       await this.writeNow();
       if (!this.writeFailed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${read.changes.join('; ')})`);
     }
-    if (this.watchEnabled) await this.startWatching();
+    await this.watch.start();
     return this.all();
   }
 
@@ -164,8 +165,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     // watcher last polled (a shutdown right after it) is applied, not renamed over.
     await this.flush();
     this.closed = true;
-    await this.watcher?.close();
-    this.watcher = undefined;
+    await this.watch.close();
   }
 
   private setEntry(entry: Entry): void {
@@ -192,7 +192,8 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.writing) return this.writing;
     let waitForEdit = false;
     this.waitingForEdit = false;
-    this.writing = this.adoptPendingEdit()
+    this.writing = this.watch
+      .look()
       .then((halfWritten) => {
         // Another process is writing the file in place (`jq … > status.json`: truncated, not yet
         // whole). Renamed over now, the rest of its write would go to the old, unlinked file and its
@@ -210,7 +211,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
         this.dirty = false;
         this.urgent = false;
         const content = this.serialize();
-        this.remember(content);
+        this.watch.remember(content);
         this.lastWriteAt = Date.now();
         return fs
           .mkdir(path.dirname(this.file), { recursive: true })
@@ -239,34 +240,10 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     return this.writing;
   }
 
-  /**
-   * Another process's edit that the watcher has not reported yet (it polls) would be overwritten
-   * by this write and lost: while downloads run we rewrite the file every few hundred ms. So look
-   * first, and apply it (the downloader merges it) before writing.
-   */
-  private async adoptPendingEdit(): Promise<boolean> {
-    if (!this.watchEnabled || this.closed) return false;
-    let text: string;
-    try {
-      text = await readStatusText(this.file);
-    } catch {
-      return false;
-    }
-    await this.applyEdit(text);
-    // True while the file holds an edit that could not be used (empty, cut short): one being written.
-    return this.unusableEdit === hash(text);
-  }
-
   private serialize(): string {
     const obj: Record<string, Entry> = {};
     for (const [dest, entry] of this.entries) obj[dest] = entry;
     return JSON.stringify(obj, null, 2) + '\n';
-  }
-
-  /** Contents we wrote or already took in: the watcher must not apply them as edits. */
-  private remember(content: string): void {
-    this.known.push(hash(content));
-    if (this.known.length > 8) this.known.shift();
   }
 
   /**
@@ -287,52 +264,8 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (stale.length > 0) this.log.info(`removed ${stale.length} temporary file(s) left by an interrupted write of ${this.file}`);
   }
 
-  private async startWatching(): Promise<void> {
-    await fs.mkdir(path.dirname(this.file), { recursive: true });
-    // Watch the exact path: write-file-atomic renames a temp file over it, and a folder watch
-    // would report those temp files too.
-    // Polling one file is cheap and survives the inode swap of every atomic rename; fs.watch-based
-    // watching misses an edit that lands while it re-attaches after our own rename.
-    const watcher = chokidar.watch(this.file, { ignoreInitial: true, persistent: true, usePolling: true, interval: 250 });
-    this.watcher = watcher;
-    const onChange = (): void => {
-      void this.onFileChanged();
-    };
-    watcher.on('add', onChange).on('change', onChange);
-    watcher.on('error', (err) => this.log.warn(`watching ${this.file} failed: ${(err as Error).message}`));
-    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
-  }
-
-  private async onFileChanged(): Promise<void> {
-    if (this.closed) return;
-    let text: string;
-    try {
-      text = await readStatusText(this.file);
-    } catch {
-      return; // removed between the event and the read: our next write recreates it
-    }
-    await this.applyEdit(text);
-  }
-
-  /** Applies the file's content as another process's edit, unless it is ours or already applied. */
-  private async applyEdit(text: string): Promise<void> {
-    if (this.closed || this.known.includes(hash(text))) return;
-    this.remember(text); // at once: the watcher and a write may both look at the same edit
-    const parsed = parseStatusText(text, { file: this.file, log: this.log, isValidDest: this.isValidDest });
-    if (!parsed.usable) {
-      this.log.warn(`ignored an edit of ${this.file}: ${parsed.reason}`);
-      this.unusableEdit = hash(text);
-      return;
-    }
-    if (this.closed) return;
-    const { entries } = parsed;
-    this.log.info(`the status file was edited by another process; loaded ${entries.size} entries from it`);
-    this.emit('external', entries);
-  }
 }
 
 /** How long, and how many times, a write waits for another process to finish writing the file in place. */
 const EDIT_WAIT_MS = 50;
 const EDIT_WAITS = 10;
-
-const hash = (text: string): string => crypto.createHash('sha1').update(text).digest('hex');
