@@ -1,9 +1,7 @@
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
 import { readAtStartup } from './status-file-read';
 import { createEditWatch, type EditWatch } from './status-file-watch';
+import { createStatusFileWriter, removeStaleTemps, type StatusFileWriter, type Urgency } from './status-file-write';
 import type { Logger } from '../logger';
 import type { Entry } from '../protocol/wire';
 
@@ -27,8 +25,7 @@ export interface StoreEvents {
   external: [Map<string, Entry>];
 }
 
-/** How a change reaches the file: state changes at once, progress at most every writeIntervalMs. */
-export type Urgency = 'now' | 'soon';
+export type { Urgency } from './status-file-write';
 
 /**
  * Entries in memory, keyed by `dest`, and the status file that mirrors them. Every change bumps
@@ -38,32 +35,18 @@ export type Urgency = 'now' | 'soon';
 export class StatusStore extends EventEmitter<StoreEvents> {
   readonly file: string;
   private readonly log: Logger;
-  private readonly writeIntervalMs: number;
   private readonly isValidDest: (dest: string) => boolean;
   private readonly entries = new Map<string, Entry>();
   private readonly byId = new Map<string, string>();
   private seqValue = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> | undefined;
-  private dirty = false;
-  private urgent = false;
-  private lastWriteAt = 0;
   private readonly watch: EditWatch;
-  private closed = false;
-  /** close() has begun: its final write still adopts an edit made since the last look. */
-  private closing = false;
-  /** The last write found another process's edit half-written and is giving it a moment. */
-  private waitingForEdit = false;
-  /** Whether the last write of the file failed (a full disk): memory is right, the file behind. */
-  private writeFailed = false;
-  /** How many times a write waited for a half-written edit to be finished. */
-  private editWaits = 0;
+  private readonly writer: StatusFileWriter;
+  private closing: Promise<void> | undefined;
 
   constructor(options: StatusStoreOptions) {
     super();
     this.file = options.file;
     this.log = options.log;
-    this.writeIntervalMs = options.writeIntervalMs ?? 250;
     this.isValidDest = options.isValidDest ?? (() => true);
     this.watch = createEditWatch({
       file: this.file,
@@ -71,6 +54,14 @@ export class StatusStore extends EventEmitter<StoreEvents> {
       isValidDest: this.isValidDest,
       enabled: options.watch ?? true,
       onEdit: (entries) => this.emit('external', entries),
+    });
+    this.writer = createStatusFileWriter({
+      file: this.file,
+      log: this.log,
+      writeIntervalMs: options.writeIntervalMs ?? 250,
+      entries: () => this.entries,
+      look: () => this.watch.look(),
+      writing: (content) => this.watch.remember(content),
     });
   }
 
@@ -97,17 +88,16 @@ export class StatusStore extends EventEmitter<StoreEvents> {
    * entries dropped, both logged). Never throws for content.
    */
   async load(): Promise<Entry[]> {
-    await this.removeStaleTemps();
+    await removeStaleTemps(this.file, this.log);
     const read = await readAtStartup({ file: this.file, log: this.log, isValidDest: this.isValidDest });
     if (read.text !== undefined) this.watch.remember(read.text); // what we started from is no edit
     for (const e of read.entries.values()) this.setEntry(e);
     if (read.changes.length > 0) {
       // The file on disk must say what clients are shown (another process reads it too, and a
       // token must not stay on disk until the next download happens to rewrite it).
-      this.dirty = true;
-      this.urgent = true;
-      await this.writeNow();
-      if (!this.writeFailed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${read.changes.join('; ')})`);
+      this.writer.changed('now');
+      await this.writer.flush();
+      if (!this.writer.failed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${read.changes.join('; ')})`);
     }
     await this.watch.start();
     return this.all();
@@ -118,7 +108,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     this.setEntry(entry);
     this.seqValue++;
     this.emit('update', entry);
-    this.schedule(urgency);
+    this.writer.changed(urgency);
     return entry;
   }
 
@@ -129,7 +119,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.byId.get(entry.id) === dest) this.byId.delete(entry.id);
     this.seqValue++;
     this.emit('removed', entry);
-    this.schedule('now');
+    this.writer.changed('now');
     return entry;
   }
 
@@ -140,32 +130,22 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     for (const e of entries) this.setEntry(e);
     this.seqValue++;
     this.emit('reset');
-    this.schedule('now');
+    this.writer.changed('now');
   }
 
   /** Writes pending changes now and waits for them to be on disk. */
-  async flush(): Promise<void> {
-    while (this.writing || this.dirty) {
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        // The moment a half-written edit was to get is waited out here too, not skipped.
-        if (this.waitingForEdit) await new Promise((r) => setTimeout(r, EDIT_WAIT_MS));
-      }
-      if (this.writing) await this.writing;
-      else await this.writeNow();
-    }
+  flush(): Promise<void> {
+    return this.writer.flush();
   }
 
   /** Flushes and stops watching. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    // The final write looks for another process's edit first, like every write: one made since the
-    // watcher last polled (a shutdown right after it) is applied, not renamed over.
-    await this.flush();
-    this.closed = true;
-    await this.watch.close();
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      // The final write looks for another process's edit first, like every write: one made since the
+      // watcher last polled (a shutdown right after it) is applied, not renamed over.
+      await this.writer.close();
+      await this.watch.close();
+    })());
   }
 
   private setEntry(entry: Entry): void {
@@ -174,98 +154,4 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     this.entries.set(entry.dest, entry);
     this.byId.set(entry.id, entry.dest);
   }
-
-  private schedule(urgency: Urgency): void {
-    this.dirty = true;
-    if (urgency === 'now') this.urgent = true;
-    if (this.writing) return; // the running write reschedules when it ends
-    const wait = this.urgent ? 0 : Math.max(0, this.lastWriteAt + this.writeIntervalMs - Date.now());
-    if (this.timer && !this.urgent) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.writeNow();
-    }, wait);
-  }
-
-  private writeNow(): Promise<void> {
-    if (this.writing) return this.writing;
-    let waitForEdit = false;
-    this.waitingForEdit = false;
-    this.writing = this.watch
-      .look()
-      .then((halfWritten) => {
-        // Another process is writing the file in place (`jq … > status.json`: truncated, not yet
-        // whole). Renamed over now, the rest of its write would go to the old, unlinked file and its
-        // edit would be lost: give it a moment (at most EDIT_WAITS × EDIT_WAIT_MS), then write anyway.
-        if (halfWritten && this.editWaits < EDIT_WAITS) {
-          this.editWaits++;
-          waitForEdit = true;
-          return;
-        }
-        this.editWaits = 0;
-        // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part
-        // on disk, not the byte count), and an fsync per progress tick stalls behind the download's
-        // own dirty pages. Either way the rename keeps the file whole.
-        const durable = this.urgent;
-        this.dirty = false;
-        this.urgent = false;
-        const content = this.serialize();
-        this.watch.remember(content);
-        this.lastWriteAt = Date.now();
-        return fs
-          .mkdir(path.dirname(this.file), { recursive: true })
-          .then(() => writeFileAtomic(this.file, content, { mode: 0o600, fsync: durable }))
-          .then(() => {
-            this.writeFailed = false;
-          });
-      })
-      .catch((err: unknown) => {
-        this.writeFailed = true;
-        // A full disk must not take the server down: memory stays right and the next change retries.
-        this.log.error(`could not write the status file ${this.file}: ${(err as Error).message}`);
-      })
-      .finally(() => {
-        this.writing = undefined;
-        this.waitingForEdit = waitForEdit;
-        if (this.closed) return;
-        if (waitForEdit) {
-          if (this.timer) clearTimeout(this.timer);
-          this.timer = setTimeout(() => {
-            this.timer = undefined;
-            if (this.dirty) void this.writeNow();
-          }, EDIT_WAIT_MS);
-        } else if (this.dirty) this.schedule(this.urgent ? 'now' : 'soon');
-      });
-    return this.writing;
-  }
-
-  private serialize(): string {
-    const obj: Record<string, Entry> = {};
-    for (const [dest, entry] of this.entries) obj[dest] = entry;
-    return JSON.stringify(obj, null, 2) + '\n';
-  }
-
-  /**
-   * write-file-atomic writes `<file>.<number>` and renames it over the file; a process killed
-   * between the two (kill -9, a crash, a power cut) leaves the temp file behind, one per kill.
-   */
-  private async removeStaleTemps(): Promise<void> {
-    const dir = path.dirname(this.file);
-    const base = `${path.basename(this.file)}.`;
-    let names: string[];
-    try {
-      names = await fs.readdir(dir);
-    } catch {
-      return;
-    }
-    const stale = names.filter((n) => n.startsWith(base) && /^\d+$/.test(n.slice(base.length)));
-    for (const name of stale) await fs.rm(path.join(dir, name), { force: true });
-    if (stale.length > 0) this.log.info(`removed ${stale.length} temporary file(s) left by an interrupted write of ${this.file}`);
-  }
-
 }
-
-/** How long, and how many times, a write waits for another process to finish writing the file in place. */
-const EDIT_WAIT_MS = 50;
-const EDIT_WAITS = 10;
