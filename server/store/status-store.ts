@@ -1,9 +1,16 @@
+/**
+ * The downloads' entries in memory, keyed by `dest`, and their typed events: the API the rest of
+ * the server uses. Every change bumps `seq` and emits `update`/`removed`/`reset`, then tells the
+ * status file (status-file.ts), which mirrors the entries on disk and reports edits made to it by
+ * another process as `external`.
+ */
 import { EventEmitter } from 'node:events';
-import { readAtStartup } from './status-file-read';
-import { createEditWatch, type EditWatch } from './status-file-watch';
-import { createStatusFileWriter, removeStaleTemps, type StatusFileWriter, type Urgency } from './status-file-write';
+import { createStatusFile, type StatusFile } from './status-file';
+import type { Urgency } from './status-file-write';
 import type { Logger } from '../logger';
 import type { Entry } from '../protocol/wire';
+
+export type { Urgency } from './status-file-write';
 
 export interface StatusStoreOptions {
   file: string;
@@ -25,43 +32,28 @@ export interface StoreEvents {
   external: [Map<string, Entry>];
 }
 
-export type { Urgency } from './status-file-write';
-
 /**
- * Entries in memory, keyed by `dest`, and the status file that mirrors them. Every change bumps
- * `seq` and emits `update`/`removed`; the file is rewritten atomically (write-file-atomic: temp file,
- * fsync, rename), so a reader never sees it half-written.
+ * Entries in memory, keyed by `dest`, and the status file that mirrors them. The file is rewritten
+ * atomically (write-file-atomic: temp file, fsync, rename), so a reader never sees it half-written.
  */
 export class StatusStore extends EventEmitter<StoreEvents> {
   readonly file: string;
-  private readonly log: Logger;
-  private readonly isValidDest: (dest: string) => boolean;
   private readonly entries = new Map<string, Entry>();
   private readonly byId = new Map<string, string>();
   private seqValue = 0;
-  private readonly watch: EditWatch;
-  private readonly writer: StatusFileWriter;
-  private closing: Promise<void> | undefined;
+  private readonly statusFile: StatusFile;
 
   constructor(options: StatusStoreOptions) {
     super();
     this.file = options.file;
-    this.log = options.log;
-    this.isValidDest = options.isValidDest ?? (() => true);
-    this.watch = createEditWatch({
-      file: this.file,
-      log: this.log,
-      isValidDest: this.isValidDest,
-      enabled: options.watch ?? true,
-      onEdit: (entries) => this.emit('external', entries),
-    });
-    this.writer = createStatusFileWriter({
-      file: this.file,
-      log: this.log,
+    this.statusFile = createStatusFile({
+      file: options.file,
+      log: options.log,
       writeIntervalMs: options.writeIntervalMs ?? 250,
+      watch: options.watch ?? true,
+      isValidDest: options.isValidDest ?? (() => true),
       entries: () => this.entries,
-      look: () => this.watch.look(),
-      writing: (content) => this.watch.remember(content),
+      onEdit: (entries) => this.emit('external', entries),
     });
   }
 
@@ -84,22 +76,13 @@ export class StatusStore extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Reads the file at start-up (see readAtStartup: a file that cannot be used is kept aside, bad
-   * entries dropped, both logged). Never throws for content.
+   * Reads the file at start-up. A file that does not parse (or is not an object of entries) is
+   * renamed aside and logged; single bad entries are dropped and logged. Never throws for content.
    */
   async load(): Promise<Entry[]> {
-    await removeStaleTemps(this.file, this.log);
-    const read = await readAtStartup({ file: this.file, log: this.log, isValidDest: this.isValidDest });
-    if (read.text !== undefined) this.watch.remember(read.text); // what we started from is no edit
-    for (const e of read.entries.values()) this.setEntry(e);
-    if (read.changes.length > 0) {
-      // The file on disk must say what clients are shown (another process reads it too, and a
-      // token must not stay on disk until the next download happens to rewrite it).
-      this.writer.changed('now');
-      await this.writer.flush();
-      if (!this.writer.failed) this.log.info(`rewrote the status file ${this.file} to match the ${this.entries.size} entries served (${read.changes.join('; ')})`);
-    }
-    await this.watch.start();
+    await this.statusFile.load((entries) => {
+      for (const e of entries.values()) this.setEntry(e);
+    });
     return this.all();
   }
 
@@ -108,7 +91,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     this.setEntry(entry);
     this.seqValue++;
     this.emit('update', entry);
-    this.writer.changed(urgency);
+    this.statusFile.changed(urgency);
     return entry;
   }
 
@@ -119,7 +102,7 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     if (this.byId.get(entry.id) === dest) this.byId.delete(entry.id);
     this.seqValue++;
     this.emit('removed', entry);
-    this.writer.changed('now');
+    this.statusFile.changed('now');
     return entry;
   }
 
@@ -130,22 +113,17 @@ export class StatusStore extends EventEmitter<StoreEvents> {
     for (const e of entries) this.setEntry(e);
     this.seqValue++;
     this.emit('reset');
-    this.writer.changed('now');
+    this.statusFile.changed('now');
   }
 
   /** Writes pending changes now and waits for them to be on disk. */
   flush(): Promise<void> {
-    return this.writer.flush();
+    return this.statusFile.flush();
   }
 
-  /** Flushes and stops watching. Idempotent. */
+  /** Flushes and stops watching. Idempotent: every call gets the same promise. */
   close(): Promise<void> {
-    return (this.closing ??= (async () => {
-      // The final write looks for another process's edit first, like every write: one made since the
-      // watcher last polled (a shutdown right after it) is applied, not renamed over.
-      await this.writer.close();
-      await this.watch.close();
-    })());
+    return this.statusFile.close();
   }
 
   private setEntry(entry: Entry): void {
