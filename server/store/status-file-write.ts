@@ -129,9 +129,10 @@ export function createStatusFileWriter(options: StatusFileWriterOptions): Status
 
   const write = (urgent: boolean): void => {
     const content = serialize(options.entries());
+    // Entered before anything else is called: a change made from here on is one this write lacks.
+    enter({ name: 'writing' });
     options.writing(content);
     lastWriteAt = Date.now();
-    enter({ name: 'writing' });
     // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part on
     // disk, not the byte count), and an fsync per progress tick stalls behind the download's own
     // dirty pages. Either way the rename keeps the file whole.
