@@ -14,7 +14,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
-// The same module object status-store.ts uses: spied on to inject a failure of the disk.
+// The same module object status-file-read.ts uses: spied on to inject a failure of the disk.
 import fsPromises from 'node:fs/promises';
 import path from 'node:path';
 import type { Entry } from '../../server/protocol/wire';
