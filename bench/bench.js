@@ -3,7 +3,7 @@
 // Prints a table and writes bench/results.json. It never asserts: numbers are for reading.
 //   --quick      smaller files and fewer rounds (a smoke run)
 //   --rounds N   rounds of the single-connection comparison (default 3)
-//   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh
+//   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh, bigstatus
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -48,7 +48,8 @@ async function startSource() {
 /** The service as `npm start` runs it, in its own folders. */
 async function startService(env = {}) {
   const dir = fs.mkdtempSync(path.join(work, 'svc-'));
-  const proc = spawn(process.execPath, [MAIN], {
+  // BENCH_NODE_ARGS: extra node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const proc = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), MAIN], {
     env: { PATH: process.env.PATH, PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -246,6 +247,40 @@ async function persistence(source, results) {
   await svc.stop();
 }
 
+/** A status file of 10,000 entries while 4 downloads run: what each progress write costs. */
+async function bigStatus(source, results) {
+  const dir = fs.mkdtempSync(path.join(work, 'big-'));
+  const t = Date.now() / 1000;
+  const entries = {};
+  for (let i = 0; i < 10_000; i++) {
+    entries[`loras/old-${i}.safetensors`] = { id: `old${i}`, url: `https://huggingface.co/org/repo-${i % 50}/resolve/main/model-${i}.safetensors`, status: 'completed', progress: 100, downloaded: 1e9, file_size: 1e9, speed: 0, eta: null, start_time: t, timestamp: t, completion_time: t, attempts: 1 };
+  }
+  const statusFile = path.join(dir, 'status.json');
+  fs.writeFileSync(statusFile, JSON.stringify(entries));
+  const svc = await startService({ STATUS_FILE: statusFile, CONNECTIONS: '1', MAX_CONCURRENT: '4', RETENTION_HOURS: '1000' });
+  let writes = 0;
+  let bytes = 0;
+  const watcher = fs.watch(dir, (event, name) => {
+    if (event !== 'rename' || name !== 'status.json') return;
+    writes++;
+    try {
+      bytes += fs.statSync(statusFile).size;
+    } catch {}
+  });
+  for (let i = 0; i < 4; i++) await svc.api('POST', '/api/downloads', { url: `${source.url}/gen/${200 * MiB}/big${i}.bin?cap=${6e6}`, folder: 'loras' });
+  await sleep(1500);
+  writes = 0;
+  bytes = 0;
+  const c0 = cpuOf(svc.pid);
+  const t0 = performance.now();
+  await sleep(quick ? 4000 : 8000);
+  const secs = (performance.now() - t0) / 1000;
+  results.bigstatus = { entries: 10_000, downloads: 4, server_cpu_cores: (cpuOf(svc.pid) - c0) / secs, status_MB_written_per_s: bytes / MiB / secs, status_writes_per_s: writes / secs, file_MB: fs.statSync(statusFile).size / MiB };
+  watcher.close();
+  await svc.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 async function refresh(results) {
   const dir = fs.mkdtempSync(path.join(work, 'refresh-'));
   const t = Date.now() / 1000;
@@ -282,6 +317,7 @@ async function main() {
       ['fanout', 'fan-out', () => fanOut(source, results)],
       ['persistence', 'persistence', () => persistence(source, results)],
       ['refresh', 'refresh', () => refresh(results)],
+      ['bigstatus', '10,000 entries', () => bigStatus(source, results)],
     ];
     for (const [key, name, run] of parts) {
       if (only && !only.has(key)) continue;
@@ -292,7 +328,7 @@ async function main() {
     await source.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
-  const s = results.single, c = results.capped, m = results.memory, fo = results.fanout, p = results.persistence, r = results.refresh;
+  const s = results.single, c = results.capped, m = results.memory, fo = results.fanout, p = results.persistence, r = results.refresh, b = results.bigstatus;
   const rows = [
     ...(s ? [
       ['1. single connection, durable file (MB/s)', `${f1(s.md_MBps)} vs curl+sync ${f1(s.curl_MBps)}`, `ratio ${f1(s.ratio)} (target ≥ 0.9)`],
@@ -303,6 +339,7 @@ async function main() {
     ...(m ? [[`3. peak RSS downloading ${m.size_bytes / GiB} GiB (MB)`, f1(m.peak_rss_MB), 'target < 150']] : []),
     ...(fo ? [[`5. fan-out, ${fo.clients} subscribers, 4 downloads`, `${f1(fo.msgs_per_client_per_s)} msg/s/client, p50 ${f1(fo.latency_p50_ms)} ms, p99 ${f1(fo.latency_p99_ms)} ms, server ${f1(fo.server_cpu_cores)} cores`, 'p99 < 100 ms, < 1 core']] : []),
     ...(p ? [['6. status-file writes/s, 8 downloads', f1(p.status_writes_per_s), 'target ≤ 4']] : []),
+    ...(b ? [[`8. 10,000 entries (${f1(b.file_MB)} MB file), 4 downloads at 6 MB/s`, `server ${f1(b.server_cpu_cores)} cores, status file ${f1(b.status_MB_written_per_s)} MB/s written (${f1(b.status_writes_per_s)} writes/s)`, '< 0.15 cores, < 20 MB/s']] : []),
     ...(r ? [['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50']] : []),
   ];
   const w = Math.max(...rows.map((x) => x[0].length));

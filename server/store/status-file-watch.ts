@@ -43,6 +43,11 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
   const { file, log, enabled, onEdit } = options;
   /** Hashes of our recent writes (and of edits already applied), so they are not taken for new edits. */
   const known: string[] = [];
+  /**
+   * The latest remembered content itself, hashed only when the next one replaces it: a look right
+   * after our own write compares the file with it (a memcmp) instead of hashing megabytes.
+   */
+  let latest: string | undefined;
   /** The hash of the last edit that could not be used. */
   let unusableEdit: string | undefined;
   let watcher: FSWatcher | undefined;
@@ -51,13 +56,18 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
   let closing: Promise<void> | undefined;
 
   const remember = (content: string): void => {
-    known.push(hash(content));
-    if (known.length > KNOWN) known.shift();
+    if (latest !== undefined) {
+      known.push(hash(latest));
+      if (known.length > KNOWN) known.shift();
+    }
+    latest = content;
+    unusableEdit = undefined; // our write replaces whatever half-written edit the file held
   };
+  const isKnown = (text: string): boolean => text === latest || known.includes(hash(text));
 
   /** Applies the file's content as another process's edit, unless it is ours or already applied. */
   const apply = (text: string): void => {
-    if (closed || known.includes(hash(text))) return;
+    if (closed || isKnown(text)) return;
     remember(text); // at once: the watcher and a write may both look at the same edit
     const parsed = parseStatusText(text, options);
     if (!parsed.usable) {
@@ -95,7 +105,7 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
         return false;
       }
       apply(text);
-      return unusableEdit === hash(text);
+      return unusableEdit !== undefined && unusableEdit === hash(text);
     },
 
     async start() {

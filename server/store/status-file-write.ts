@@ -2,7 +2,13 @@
  * Writing the status file: debounced atomic rewrites (write-file-atomic: a temp file `<file>.<n>`,
  * renamed over the file, so a reader never sees it half-written), a progress-only change at most
  * every `writeIntervalMs` (250 ms: ≤ 4 writes a second), a state change at once and fsynced, and
- * the temp files a killed write left behind removed at start-up. Before each write the file is
+ * the temp files a killed write left behind removed at start-up.
+ *
+ * What a write costs grows with the file, not with what changed: so a large file is written less
+ * often (at most `maxBytesPerSecond` of it, state changes included: 100,000 entries are 34 MB, and
+ * rewriting them 4 times a second was 0.9 cores and 136 MB/s), and each entry's JSON is kept from
+ * one write to the next (entries are immutable: a changed one is a new object), so a write
+ * serializes only the entries that changed. Before each write the file is
  * looked at (`look`, from status-file-watch.ts), and a write waits while another process is
  * writing the file in place.
  *
@@ -74,6 +80,8 @@ export interface StatusFileWriterOptions {
   log: Logger;
   /** Least time between two progress-only writes of the file. */
   writeIntervalMs: number;
+  /** Bytes of status file written a second at most, on average: a large file waits longer between writes. @default 8 MiB */
+  maxBytesPerSecond?: number;
   /** What the file is to hold: the entries keyed by dest, in this order. */
   entries: () => ReadonlyMap<string, Entry>;
   /** Looks at the file just before a write; true while it holds another process's half-written edit. */
@@ -97,7 +105,11 @@ export interface StatusFileWriter {
 export function createStatusFileWriter(options: StatusFileWriterOptions): StatusFileWriter {
   const { file, log, writeIntervalMs } = options;
   let state: WriterState = { name: 'idle' };
+  const maxBytesPerSecond = options.maxBytesPerSecond ?? 8 * 1024 * 1024;
   let lastWriteAt = 0;
+  /** Least time between two writes, from the size of the last one. */
+  let gapMs = 0;
+  const serialize = createSerializer();
   let failed = false;
   let closing: Promise<void> | undefined;
   /** flush() waiting for the state to change. */
@@ -112,7 +124,7 @@ export function createStatusFileWriter(options: StatusFileWriterOptions): Status
   const transitioned = (): Promise<void> => new Promise((resolve) => waiters.push(resolve));
 
   const schedule = (urgent: boolean): void => {
-    const wait = urgent ? 0 : Math.max(0, lastWriteAt + writeIntervalMs - Date.now());
+    const wait = Math.max(0, lastWriteAt + (urgent ? gapMs : Math.max(gapMs, writeIntervalMs)) - Date.now());
     enter({ name: 'scheduled', urgent, timer: setTimeout(() => on({ type: 'due' }), wait) });
   };
 
@@ -133,6 +145,7 @@ export function createStatusFileWriter(options: StatusFileWriterOptions): Status
     enter({ name: 'writing' });
     options.writing(content);
     lastWriteAt = Date.now();
+    gapMs = (content.length / maxBytesPerSecond) * 1000;
     // A state change is fsynced; a progress-only rewrite need not be (a resume trusts the .part on
     // disk, not the byte count), and an fsync per progress tick stalls behind the download's own
     // dirty pages. Either way the rename keeps the file whole.
@@ -228,7 +241,26 @@ export function createStatusFileWriter(options: StatusFileWriterOptions): Status
   };
 }
 
-const serialize = (entries: ReadonlyMap<string, Entry>): string => JSON.stringify(Object.fromEntries(entries), null, 2) + '\n';
+/**
+ * `JSON.stringify(Object.fromEntries(entries), null, 2) + '\n'`, the same text, with each entry's
+ * part remembered for as long as the entry object lives.
+ */
+function createSerializer(): (entries: ReadonlyMap<string, Entry>) => string {
+  const parts = new WeakMap<Entry, { dest: string; text: string }>();
+  return (entries) => {
+    if (entries.size === 0) return '{}\n';
+    const out: string[] = [];
+    for (const [dest, entry] of entries) {
+      let part = parts.get(entry);
+      if (part === undefined || part.dest !== dest) {
+        part = { dest, text: `  ${JSON.stringify(dest)}: ${JSON.stringify(entry, null, 2).replace(/\n/g, '\n  ')}` };
+        parts.set(entry, part);
+      }
+      out.push(part.text);
+    }
+    return `{\n${out.join(',\n')}\n}\n`;
+  };
+}
 
 /**
  * write-file-atomic writes `<file>.<number>` and renames it over the file; a process killed
