@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import https from 'node:https';
-import { closeIdleConnections, request } from '../../server/net/raw-http';
+import { closeIdleConnections, request, type TlsOptions } from '../../server/net/raw-http';
 import { tempDir } from '../helpers/harness';
 import { rawServer as startRawServer, type RawServer } from '../helpers/raw-server';
 
@@ -222,24 +222,52 @@ test('aborting while the body is read ends the pump with the reason and keeps wh
   expect((await fs.stat(path.join(dir, 'abort.bin'))).size).toBe(3 * 1024 * 1024);
 });
 
-test('https: the body comes through TLS into the same blocks', async () => {
+/** An https server on 127.0.0.1 with a self-signed certificate for localhost; `ca` trusts it. */
+async function httpsServer(body: Buffer): Promise<{ url: URL; ca: Buffer }> {
   const key = path.join(dir, 'key.pem');
   const cert = path.join(dir, 'cert.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' });
-  const body = crypto.randomBytes(5_000_000);
   const server = https.createServer({ key: await fs.readFile(key), cert: await fs.readFile(cert) }, (_req, res) => {
     res.writeHead(200, { 'Content-Length': body.length });
     res.end(body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   servers.push({ close: () => server.close() });
-  const url = new URL(`https://localhost:${(server.address() as net.AddressInfo).port}/f`);
+  return { url: new URL(`https://localhost:${(server.address() as net.AddressInfo).port}/f`), ca: await fs.readFile(cert) };
+}
+
+test('https: the body comes through TLS into the same blocks', async () => {
+  const body = crypto.randomBytes(5_000_000);
+  const { url, ca } = await httpsServer(body);
   // An unknown certificate is refused...
   await expect(request(url, {}, new AbortController().signal)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
   // ...and trusted when its CA is given.
-  const res = await request(url, {}, new AbortController().signal, { tls: { ca: await fs.readFile(cert) } });
+  const res = await request(url, {}, new AbortController().signal, { tls: { ca } });
   const file = await fs.open(path.join(dir, 'tls.bin'), 'w');
   await res.body.pump({ file, position: 0 }).done;
   await file.close();
   expect(sha(await fs.readFile(path.join(dir, 'tls.bin')))).toBe(sha(body));
+});
+
+test('TLS options cannot send the socket elsewhere or around the address guard: ours are applied after them', async () => {
+  const body = crypto.randomBytes(1000);
+  const { url, ca } = await httpsServer(body);
+  let theirLookup = 0;
+  // What a JavaScript caller (or a cast) could pass: another host, port, Unix socket and DNS lookup.
+  const hostile = {
+    ca,
+    host: '169.254.169.254',
+    port: 1,
+    path: path.join(dir, 'elsewhere.sock'),
+    lookup: (_host: string, _o: unknown, cb: (err: null, address: string, family: number) => void) => {
+      theirLookup++;
+      cb(null, '169.254.169.254', 4);
+    },
+  } as unknown as TlsOptions;
+  const res = await request(url, {}, new AbortController().signal, { tls: hostile });
+  const file = await fs.open(path.join(dir, 'guarded.bin'), 'w');
+  await res.body.pump({ file, position: 0 }).done;
+  await file.close();
+  expect(sha(await fs.readFile(path.join(dir, 'guarded.bin')))).toBe(sha(body));
+  expect(theirLookup).toBe(0);
 });

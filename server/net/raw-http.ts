@@ -49,6 +49,12 @@ interface Consumer {
   fail(err: Error): void;
 }
 
+/**
+ * TLS options a caller may give (a test's CA). Where the socket goes and how its host is looked
+ * up are not theirs to set: they are left out here, and overridden at run time as well.
+ */
+export type TlsOptions = Omit<tls.ConnectionOptions, 'host' | 'port' | 'path' | 'socket' | 'lookup' | 'onread'>;
+
 const IGNORE: Consumer = { bytes() {}, retire: giveBlock, end() {}, fail() {} };
 
 const closedEarly = (): Error => Object.assign(new Error('the connection closed early'), { code: 'ECONNRESET' });
@@ -74,14 +80,27 @@ class Connection {
   constructor(
     readonly key: string,
     url: URL,
-    tlsOptions: tls.ConnectionOptions | undefined,
+    tlsOptions: TlsOptions | undefined,
   ) {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const https = url.protocol === 'https:';
     const port = Number(url.port) || (https ? 443 : 80);
     const onread: net.OnReadOpts = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onRead(n, buf) };
-    // tls.connect takes `onread` too (documented; its types omit it).
-    const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = { host, port, lookup: guardedLookup, onread, ALPNProtocols: ['http/1.1'], ...(net.isIP(host) ? {} : { servername: host }), ...tlsOptions };
+    // tls.connect takes `onread` too (documented; its types omit it). The caller's options go first
+    // and ours last, so that none of theirs can send the socket elsewhere (host, port, a Unix `path`,
+    // a ready `socket`) or around the address guard (`lookup`, which refuses link-local and
+    // metadata addresses at every DNS answer).
+    const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
+      ...tlsOptions,
+      host,
+      port,
+      path: undefined,
+      socket: undefined,
+      lookup: guardedLookup,
+      onread,
+      ALPNProtocols: ['http/1.1'],
+      ...(net.isIP(host) ? {} : { servername: host }),
+    };
     this.socket = https ? tls.connect(secure) : net.connect({ host, port, lookup: guardedLookup, onread });
     this.socket.setNoDelay(true);
     this.socket.on('error', (err) => {
@@ -286,7 +305,7 @@ const tlsId = (o: object): number => tlsIds.get(o) ?? (tlsIds.set(o, ++tlsCount)
  * server closed meanwhile is retried once on a new one. Aborting `signal` ends the request, or
  * the body's reading, at once.
  */
-export async function request(url: URL, headers: Record<string, string>, signal: AbortSignal, options: { tls?: tls.ConnectionOptions } = {}): Promise<RawResponse> {
+export async function request(url: URL, headers: Record<string, string>, signal: AbortSignal, options: { tls?: TlsOptions } = {}): Promise<RawResponse> {
   const key = `${url.protocol}//${url.host}${options.tls ? `#${tlsId(options.tls)}` : ''}`;
   const head = requestHead(url, headers);
   if (signal.aborted) throw signal.reason;
