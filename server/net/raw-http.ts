@@ -12,7 +12,7 @@
  *   pump.ts          a body moved to a file, block by block
  *   buffer-pool.ts   the blocks
  */
-import { createAgent, type Agent } from './agent';
+import type { Agent } from './agent';
 import { RawBody } from './body';
 import type { TlsOptions } from './connection';
 import { exchange, requestHead, STALE } from './exchange';
@@ -30,8 +30,8 @@ export interface RawResponse {
 }
 
 export interface RequestOptions {
-  /** Whose connections to use and count. @default one shared by the process */
-  agent?: Agent;
+  /** Whose connections to use and count (the Downloader's). */
+  agent: Agent;
   /** For an https origin (a test's CA); connections made with other TLS options are pooled apart. */
   tls?: TlsOptions;
 }
@@ -42,8 +42,8 @@ export interface RequestOptions {
  * server closed meanwhile is retried once on a new one. Aborting `signal` ends the request, or
  * the body's reading, at once.
  */
-export async function request(url: URL, headers: Record<string, string>, signal: AbortSignal, options: RequestOptions = {}): Promise<RawResponse> {
-  const agent = options.agent ?? shared();
+export async function request(url: URL, headers: Record<string, string>, signal: AbortSignal, options: RequestOptions): Promise<RawResponse> {
+  const { agent } = options;
   const key = agent.keyFor(url, options.tls);
   const head = requestHead(url, headers);
   if (signal.aborted) throw signal.reason;
@@ -66,14 +66,4 @@ export async function request(url: URL, headers: Record<string, string>, signal:
     agent.giveSlot(key);
     throw err;
   }
-}
-
-let sharedAgent: Agent | undefined;
-/** The agent of callers that give none, made when first needed. */
-const shared = (): Agent => (sharedAgent ??= createAgent());
-
-/** Closes the idle keep-alive connections of the shared agent (at shutdown; they would close by themselves within seconds). */
-export function closeIdleConnections(): void {
-  void sharedAgent?.close();
-  sharedAgent = undefined;
 }
