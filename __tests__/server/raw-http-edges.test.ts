@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { closeIdleConnections, request } from '../../server/net/raw-http';
+import { createAgent, request, type Agent } from '../../server/net/raw-http';
 import { openStream } from '../../server/net/http-client';
 import { attemptTransfer, type TransferState } from '../../server/downloader/transfer';
 import { metaPath } from '../../server/disk/part-file';
@@ -15,13 +15,15 @@ import { rawServer as startRawServer, type RawServer } from '../helpers/raw-serv
 
 let dir: string;
 let cleanup: () => Promise<void>;
+let agent: Agent;
 const servers: Array<{ close(): void }> = [];
 
 beforeEach(async () => {
   ({ dir, cleanup } = await tempDir('md-raw-review-'));
+  agent = createAgent();
 });
 afterEach(async () => {
-  closeIdleConnections();
+  await agent.close();
   for (const s of servers.splice(0)) s.close();
   await cleanup();
 });
@@ -54,12 +56,12 @@ test('transfer: a response left unread after a failure (writeMeta) gives its hos
   for (let i = 0; i < 16; i++) {
     const state: TransferState = { hashedBytes: 0, received: 0, expected: {} };
     await expect(
-      attemptTransfer({ source: { url: srv.url }, abs, signal: new AbortController().signal, stallMs: 60_000, progressIntervalMs: 1000, wantHash: false, state, onStart: () => undefined, onProgress: () => undefined }),
+      attemptTransfer({ source: { url: srv.url }, abs, signal: new AbortController().signal, agent, stallMs: 60_000, progressIntervalMs: 1000, wantHash: false, state, onStart: () => undefined, onProgress: () => undefined }),
     ).rejects.toMatchObject({ code: 'EISDIR' });
   }
   // A later request to that host (another download, the retry once the disk is fixed) gets a slot.
   const controller = new AbortController();
-  const next = request(srv.url, {}, controller.signal).then((res) => {
+  const next = request(srv.url, {}, controller.signal, { agent }).then((res) => {
     res.body.destroy();
     return res.status;
   });
@@ -72,14 +74,15 @@ test('transfer: a response left unread after a failure (writeMeta) gives its hos
 // ---- 2. exceptions from the pump's callbacks that escape to the process
 
 /**
- * Runs `body` (JavaScript, with `request`, `fs`, `net` and `dir` in scope) in a child process
+ * Runs `body` (JavaScript, with `request`, `agent`, `fs`, `net` and `dir` in scope) in a child process
  * against the built dist/ (jest's global setup builds it), so that an uncaught exception or an
  * unhandled rejection shows as what it is in production: the process dies.
  */
 function inChild(body: string): Promise<{ code: number | null; out: string }> {
   const rawHttp = path.join(__dirname, '..', '..', 'dist', 'server', 'net', 'raw-http.js');
   const script = `
-    const { request } = require(${JSON.stringify(rawHttp)});
+    const { createAgent, request } = require(${JSON.stringify(rawHttp)});
+    const agent = createAgent();
     const fs = require('node:fs/promises');
     const net = require('node:net');
     const dir = ${JSON.stringify(dir)};
@@ -104,7 +107,7 @@ test('pump: an exception from onData on the bytes that came with the head fails 
   const r = await inChild(`
     const RESPONSE = 'HTTP/1.1 200 OK\\r\\nContent-Length: 5\\r\\n\\r\\nhello';
     ${serveOnce}
-    const res = await request(url, {}, new AbortController().signal);
+    const res = await request(url, {}, new AbortController().signal, { agent });
     const file = await fs.open(dir + '/a.bin', 'w');
     const pump = res.body.pump({ file, position: 0, onData: () => { throw new Error('boom from onData'); } });
     const how = await pump.done.then((v) => 'resolved ' + v, (e) => 'rejected ' + e.message);
@@ -129,7 +132,7 @@ test('pump: an exception from onWritten fails the pump, never as an unhandled re
     });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     const url = new URL('http://127.0.0.1:' + server.address().port + '/f');
-    const res = await request(url, {}, new AbortController().signal);
+    const res = await request(url, {}, new AbortController().signal, { agent });
     const file = await fs.open(dir + '/b.bin', 'w');
     const pump = res.body.pump({ file, position: 0, onWritten: () => { throw new Error('boom from onWritten'); } });
     const how = await pump.done.then((v) => 'resolved ' + v, (e) => 'rejected ' + e.message);
@@ -145,9 +148,9 @@ test('pump: an exception from onWritten fails the pump, never as an unhandled re
 
 test('an abort that lands while a host slot is handed over still ends the request', async () => {
   const srv = await rawServer((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n')); // then silence
-  const held = await Promise.all(Array.from({ length: 16 }, () => request(srv.url, {}, new AbortController().signal)));
+  const held = await Promise.all(Array.from({ length: 16 }, () => request(srv.url, {}, new AbortController().signal, { agent })));
   const controller = new AbortController();
-  const waiting = request(srv.url, {}, controller.signal);
+  const waiting = request(srv.url, {}, controller.signal, { agent });
   await new Promise((r) => setImmediate(r)); // the 17th waits for a slot
   held[0]!.body.destroy(); // passes its slot on (grant() removes the waiter's abort listener)...
   controller.abort(new Error('paused by the user')); // ...and the download is paused in the same tick
@@ -172,10 +175,10 @@ test('destroying a short body that is all here (a redirect, the 1-byte probe) ke
     if (head.includes('/old')) socket.write('HTTP/1.1 302 Found\r\nLocation: /file.bin\r\nContent-Length: 5\r\n\r\nmoved');
     else socket.write('HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/10\r\nContent-Length: 1\r\n\r\nx');
   });
-  const res = await openStream(new URL('/old', srv.url), { headers: {}, signal: new AbortController().signal });
+  const res = await openStream(new URL('/old', srv.url), { headers: {}, signal: new AbortController().signal, agent });
   expect(res.status).toBe(206);
   res.body.destroy(); // head and body came in one write
-  const again = await request(srv.url, {}, new AbortController().signal);
+  const again = await request(srv.url, {}, new AbortController().signal, { agent });
   again.body.destroy();
   expect(srv.connections()).toBe(1);
 });
@@ -187,7 +190,7 @@ test('reading a body that is being pumped is ignored; the pump still ends', asyn
     socket.write('HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n');
     setTimeout(() => socket.write(Buffer.alloc(3_000_000, 7)), 50);
   });
-  const res = await request(srv.url, {}, new AbortController().signal);
+  const res = await request(srv.url, {}, new AbortController().signal, { agent });
   const file = await fs.open(path.join(dir, 'c.bin'), 'w');
   const pump = res.body.pump({ file, position: 0 });
   res.body.on('data', () => undefined); // pump() refuses a body being read; _read() does not refuse a body being pumped

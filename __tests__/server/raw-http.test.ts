@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import https from 'node:https';
-import { closeIdleConnections, request } from '../../server/net/raw-http';
+import { createAgent, request, type Agent, type TlsOptions } from '../../server/net/raw-http';
 import { tempDir } from '../helpers/harness';
 import { rawServer as startRawServer, type RawServer } from '../helpers/raw-server';
 
@@ -14,13 +14,15 @@ import { rawServer as startRawServer, type RawServer } from '../helpers/raw-serv
 
 let dir: string;
 let cleanup: () => Promise<void>;
+let agent: Agent;
 const servers: Array<{ close(): void }> = [];
 
 beforeEach(async () => {
   ({ dir, cleanup } = await tempDir('md-raw-'));
+  agent = createAgent();
 });
 afterEach(async () => {
-  closeIdleConnections();
+  await agent.close();
   for (const s of servers.splice(0)) s.close();
   await cleanup();
 });
@@ -34,7 +36,7 @@ async function rawServer(answer: Parameters<typeof startRawServer>[0]): Promise<
 }
 
 async function pumpToFile(url: URL, options: { headers?: Record<string, string>; end?: number; file?: FileHandle } = {}) {
-  const res = await request(url, options.headers ?? {}, new AbortController().signal);
+  const res = await request(url, options.headers ?? {}, new AbortController().signal, { agent });
   const target = path.join(dir, 'out.bin');
   const file = options.file ?? (await fs.open(target, 'w'));
   const hash = crypto.createHash('sha256');
@@ -108,7 +110,7 @@ test('a body cut short is an error, and every byte that arrived is on disk', asy
     socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length + 1000}\r\n\r\n`);
     socket.end(body);
   });
-  const res = await request(srv.url, {}, new AbortController().signal);
+  const res = await request(srv.url, {}, new AbortController().signal, { agent });
   const file = await fs.open(path.join(dir, 'cut.bin'), 'w');
   const pump = res.body.pump({ file, position: 0 });
   await expect(pump.done).rejects.toMatchObject({ code: 'ECONNRESET' });
@@ -158,7 +160,7 @@ test('a slow disk pauses the socket: bytes held in memory stay bounded', async (
       return { bytesWritten: n, buffers };
     },
   } as unknown as FileHandle;
-  const res = await request(srv.url, {}, new AbortController().signal);
+  const res = await request(srv.url, {}, new AbortController().signal, { agent });
   const pump = res.body.pump({ file: slow, position: 0, onData: () => (maxPending = Math.max(maxPending, pump.pending)) });
   await pump.done;
   expect(pump.written).toBe(size);
@@ -185,7 +187,7 @@ test('at most 16 connections go to one host at a time; the rest wait their turn'
   });
   const results = await Promise.all(
     Array.from({ length: 20 }, async () => {
-      const res = await request(srv.url, {}, new AbortController().signal);
+      const res = await request(srv.url, {}, new AbortController().signal, { agent });
       const chunks: Buffer[] = [];
       for await (const c of res.body) chunks.push(c as Buffer);
       return Buffer.concat(chunks).toString();
@@ -198,13 +200,13 @@ test('at most 16 connections go to one host at a time; the rest wait their turn'
 
 test('a header value with a line break is refused before anything is sent', async () => {
   const srv = await rawServer(() => undefined);
-  await expect(request(srv.url, { 'X-Evil': 'a\r\nHost: other' }, new AbortController().signal)).rejects.toMatchObject({ code: 'BAD_HEADER' });
+  await expect(request(srv.url, { 'X-Evil': 'a\r\nHost: other' }, new AbortController().signal, { agent })).rejects.toMatchObject({ code: 'BAD_HEADER' });
   expect(srv.connections()).toBe(0);
 });
 
 test('an answer that is not HTTP/1.x is a clear error', async () => {
   const srv = await rawServer((socket) => socket.end('SSH-2.0-OpenSSH_9.0\r\n\r\n'));
-  await expect(request(srv.url, {}, new AbortController().signal)).rejects.toMatchObject({ code: 'BAD_RESPONSE' });
+  await expect(request(srv.url, {}, new AbortController().signal, { agent })).rejects.toMatchObject({ code: 'BAD_RESPONSE' });
 });
 
 test('aborting while the body is read ends the pump with the reason and keeps what arrived', async () => {
@@ -213,7 +215,7 @@ test('aborting while the body is read ends the pump with the reason and keeps wh
     socket.write(Buffer.alloc(3 * 1024 * 1024, 1)); // then silence
   });
   const controller = new AbortController();
-  const res = await request(srv.url, {}, controller.signal);
+  const res = await request(srv.url, {}, controller.signal, { agent });
   const file = await fs.open(path.join(dir, 'abort.bin'), 'w');
   let got = 0;
   const pump = res.body.pump({ file, position: 0, onData: (n) => (got += n) >= 3 * 1024 * 1024 && controller.abort(new Error('paused by the user')) });
@@ -222,24 +224,77 @@ test('aborting while the body is read ends the pump with the reason and keeps wh
   expect((await fs.stat(path.join(dir, 'abort.bin'))).size).toBe(3 * 1024 * 1024);
 });
 
-test('https: the body comes through TLS into the same blocks', async () => {
+/** An https server on 127.0.0.1 with a self-signed certificate for localhost; `ca` trusts it. */
+async function httpsServer(body: Buffer): Promise<{ url: URL; ca: Buffer }> {
   const key = path.join(dir, 'key.pem');
   const cert = path.join(dir, 'cert.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' });
-  const body = crypto.randomBytes(5_000_000);
   const server = https.createServer({ key: await fs.readFile(key), cert: await fs.readFile(cert) }, (_req, res) => {
     res.writeHead(200, { 'Content-Length': body.length });
     res.end(body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   servers.push({ close: () => server.close() });
-  const url = new URL(`https://localhost:${(server.address() as net.AddressInfo).port}/f`);
+  return { url: new URL(`https://localhost:${(server.address() as net.AddressInfo).port}/f`), ca: await fs.readFile(cert) };
+}
+
+test('https: the body comes through TLS into the same blocks', async () => {
+  const body = crypto.randomBytes(5_000_000);
+  const { url, ca } = await httpsServer(body);
   // An unknown certificate is refused...
-  await expect(request(url, {}, new AbortController().signal)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+  await expect(request(url, {}, new AbortController().signal, { agent })).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
   // ...and trusted when its CA is given.
-  const res = await request(url, {}, new AbortController().signal, { tls: { ca: await fs.readFile(cert) } });
+  const res = await request(url, {}, new AbortController().signal, { agent, tls: { ca } });
   const file = await fs.open(path.join(dir, 'tls.bin'), 'w');
   await res.body.pump({ file, position: 0 }).done;
   await file.close();
   expect(sha(await fs.readFile(path.join(dir, 'tls.bin')))).toBe(sha(body));
+});
+
+test('TLS options cannot send the socket elsewhere or around the address guard: ours are applied after them', async () => {
+  const body = crypto.randomBytes(1000);
+  const { url, ca } = await httpsServer(body);
+  let theirLookup = 0;
+  // What a JavaScript caller (or a cast) could pass: another host, port, Unix socket and DNS lookup.
+  const hostile = {
+    ca,
+    host: '169.254.169.254',
+    port: 1,
+    path: path.join(dir, 'elsewhere.sock'),
+    lookup: (_host: string, _o: unknown, cb: (err: null, address: string, family: number) => void) => {
+      theirLookup++;
+      cb(null, '169.254.169.254', 4);
+    },
+  } as unknown as TlsOptions;
+  const res = await request(url, {}, new AbortController().signal, { agent, tls: hostile });
+  const file = await fs.open(path.join(dir, 'guarded.bin'), 'w');
+  await res.body.pump({ file, position: 0 }).done;
+  await file.close();
+  expect(sha(await fs.readFile(path.join(dir, 'guarded.bin')))).toBe(sha(body));
+  expect(theirLookup).toBe(0);
+});
+
+test('each agent has its own connections: closing one leaves the idle connections of another open', async () => {
+  const srv = await rawServer((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+  const other = createAgent();
+  const read = async (through: Agent): Promise<string> => {
+    const res = await request(srv.url, {}, new AbortController().signal, { agent: through });
+    const chunks: Buffer[] = [];
+    for await (const c of res.body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString();
+  };
+  try {
+    expect(await read(agent)).toBe('ok');
+    expect(await read(other)).toBe('ok');
+    expect(srv.connections()).toBe(2); // no connection is shared between agents
+    await agent.close();
+    expect(await read(other)).toBe('ok');
+    expect(srv.connections()).toBe(2); // the other agent's idle connection served it
+    // A closed agent keeps nothing: a later request still works, on a connection closed after it.
+    expect(await read(agent)).toBe('ok');
+    expect(await read(agent)).toBe('ok');
+    expect(srv.connections()).toBe(4);
+  } finally {
+    await other.close();
+  }
 });

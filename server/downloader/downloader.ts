@@ -10,7 +10,7 @@ import { ACTIVE_STATUSES, FINISHED_STATUSES, type AddRequest, type AddResult, ty
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 import { bytesOnDisk, commitPart, hashFile, partPath, readMeta, removePart } from '../disk/part-file';
-import { closeIdleConnections } from '../net/raw-http';
+import { createAgent } from '../net/agent';
 import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry-delay';
 import { plainSource, type SourceResolver } from './source';
 import { SpeedMeter } from './speed-meter';
@@ -73,6 +73,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly queue: string[] = [];
   /** Source URLs as given, credentials included; memory only, never written anywhere. */
   private readonly sources = new Map<string, URL>();
+  /** This downloader's HTTP connections (per-host caps, idle keep-alive); intake's name probes use it too. */
+  readonly agent = createAgent();
   private maintenance: NodeJS.Timeout | undefined;
   private state: 'idle' | 'running' | 'closing' | 'closed' = 'idle';
 
@@ -227,7 +229,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const pending = [...this.jobs.values()].map((j) => j.done);
     for (const dest of this.jobs.keys()) this.stopJob(dest, 'shutdown');
     await Promise.all(pending);
-    closeIdleConnections();
+    await this.agent.close();
     this.state = 'closed';
   }
 
@@ -351,6 +353,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
             source,
             abs: job.abs,
             signal,
+            agent: this.agent,
             stallMs: this.o.stallMs,
             progressIntervalMs: this.o.progressIntervalMs,
             wantHash: e.sha256 !== undefined,

@@ -152,7 +152,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.onRange?.(from, seg.end - 1);
     const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
     if (validator) headers['If-Range'] = validator;
-    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
+    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal, agent: o.agent });
     if (res.status === 200) {
       res.body.destroy();
       // If-Range failed: the file changed upstream. Never splice two versions: start over.
@@ -263,7 +263,7 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
   o.signal.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(() => controller.abort(new AppError('STALLED', `no answer for ${Math.round(o.stallMs / 1000)} s`, { retryable: true })), o.stallMs);
   try {
-    const res = await openStream(url, { headers: { Range: 'bytes=0-0' }, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: controller.signal });
+    const res = await openStream(url, { headers: { Range: 'bytes=0-0' }, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: controller.signal, agent: o.agent });
     if (res.status !== 206 && res.status !== 200) {
       res.body.destroy();
       throw failureFor(res, o.source);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { AppError } from '../errors';
 import { redactUrl } from '../net/url-policy';
 import { openStream } from '../net/http-client';
+import type { Agent } from '../net/agent';
 import { partPath, readMeta, removePart, writeMeta, partSize } from '../disk/part-file';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import type { Expectations, ResolvedSource } from './source';
@@ -26,6 +27,8 @@ export interface AttemptOptions {
   /** Final path; bytes go to `<abs>.part`. */
   abs: string;
   signal: AbortSignal;
+  /** The downloader's connections: every request of the attempt goes through them. */
+  agent: Agent;
   /** Abort an attempt when no byte arrives for this long. */
   stallMs: number;
   progressIntervalMs: number;
@@ -89,7 +92,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   }, Math.max(50, Math.min(1000, o.stallMs / 4)));
 
   try {
-    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
+    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal, agent: o.agent });
     const host = res.url.host;
     let total: number | null = null;
     const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;

@@ -1,6 +1,6 @@
 import { AppError } from '../errors';
 import { checkAddressLiteral, redactUrl } from './url-policy';
-import { request, type RawBody } from './raw-http';
+import { request, type Agent, type RawBody } from './raw-http';
 
 /** Headers to add for one hop of a request: credentials go only to the host they belong to. */
 export type HeadersFor = (url: URL) => Record<string, string>;
@@ -10,6 +10,8 @@ export interface OpenOptions {
   /** Extra headers per hop (tokens for their own host only). Asked again after every redirect. */
   headersFor?: HeadersFor;
   signal: AbortSignal;
+  /** Whose connections the requests use (the Downloader's): per-host caps and idle ones are its own. */
+  agent: Agent;
   /** @default 10 */
   maxRedirects?: number;
 }
@@ -51,7 +53,7 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
     };
     let res;
     try {
-      res = await request(url, headers, options.signal);
+      res = await request(url, headers, options.signal, { agent: options.agent });
     } catch (err) {
       throw networkError(err, url);
     }

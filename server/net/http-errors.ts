@@ -1,3 +1,15 @@
+/*
+ * Owns what HTTP failures are called: the errors the raw client raises for a response it cannot
+ * read or that was cut short, and the human messages for HTTP error statuses.
+ */
+import { AppError } from '../errors';
+
+/** The server answered something we cannot read as HTTP/1.1; retryable: a later attempt may get a sane answer. */
+export const badResponse = (message: string): AppError => new AppError('BAD_RESPONSE', message, { retryable: true });
+
+/** The connection ended before the response did; callers treat it as the reset it amounts to. */
+export const closedEarly = (): Error => Object.assign(new Error('the connection closed early'), { code: 'ECONNRESET' });
+
 /** Human messages for HTTP failures: what happened and, where it helps, what to do. */
 export function describeHttpError(status: number, url: URL): string {
   const host = url.host;

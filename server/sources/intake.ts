@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parse as parseDisposition } from 'content-disposition';
 import type { Downloader } from '../downloader/downloader';
 import { openStream, type OpenedResponse } from '../net/http-client';
+import type { Agent } from '../net/agent';
 import { failureFor, refuseNonFile } from '../downloader/response';
 import { AppError, badRequest } from '../errors';
 import { filenameFromUrl, resolveDest, sanitizeFilename } from '../disk/paths';
@@ -10,7 +11,7 @@ import type { Source, Sources } from '.';
 import { parseSourceUrl } from '../net/url-policy';
 
 export interface IntakeDeps {
-  downloader: Pick<Downloader, 'add'>;
+  downloader: Pick<Downloader, 'add' | 'agent'>;
   sources: Sources;
   modelsDir: string;
   /** Longest wait for the server's answer when asking it for the file's name. @default 15000 */
@@ -48,7 +49,7 @@ export async function intake(req: AddRequest, deps: IntakeDeps): Promise<AddResu
     throw badRequest('FILENAME_REQUIRED', 'The URL does not end in a file name; give `filename`');
   }
 
-  const named = await probeName(source, deps.probeTimeoutMs ?? 15_000);
+  const named = await probeName(source, deps.probeTimeoutMs ?? 15_000, downloader.agent);
   const filename = named ?? fromPath;
   if (!filename) {
     throw badRequest('FILENAME_REQUIRED', `${source.label ?? source.url.host} did not say the file's name and the URL does not end in one; give \`filename\``);
@@ -70,13 +71,13 @@ export function nameFromDisposition(header: string | undefined): string | undefi
 }
 
 /** Asks the source's server for the file (headers only) and returns the name it gives, if any. */
-async function probeName(source: Source, timeoutMs: number): Promise<string | undefined> {
+async function probeName(source: Source, timeoutMs: number, agent: Agent): Promise<string | undefined> {
   const host = source.label ?? source.url.host;
   const signal = AbortSignal.timeout(timeoutMs);
   let res: OpenedResponse;
   try {
     // One byte is enough to see the headers; servers that ignore Range get their body dropped.
-    res = await openStream(source.url, { headers: { Range: 'bytes=0-0' }, ...(source.headersFor ? { headersFor: source.headersFor } : {}), signal });
+    res = await openStream(source.url, { headers: { Range: 'bytes=0-0' }, ...(source.headersFor ? { headersFor: source.headersFor } : {}), signal, agent });
   } catch (err) {
     if (signal.aborted) {
       throw new AppError('PROBE_TIMEOUT', `${host} did not answer within ${Math.round(timeoutMs / 1000)} s when asked for the file's name; try again`, { status: 502 });
