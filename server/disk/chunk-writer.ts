@@ -3,11 +3,6 @@ import type { FileHandle } from 'node:fs/promises';
 export interface ChunkWriterOptions {
   /** Called after every batch the kernel accepted (or refused, with the error). */
   onSettled?: (err?: unknown) => void;
-  /**
-   * @deprecated Ignored. The writer no longer buffers against a limit of its own; this stays only
-   * because server/net/raw-http.ts still passes `highWaterMark: Infinity`. Remove both together.
-   */
-  highWaterMark?: number;
 }
 
 /**
@@ -15,7 +10,7 @@ export interface ChunkWriterOptions {
  * pool, the chunks that arrive gather into the next: batches grow by themselves when the disk is
  * the slower side, and a slow download still reaches the disk at once. `written` counts only
  * bytes the kernel accepted. It holds whatever it is given: its one user, the Pump in
- * server/net/raw-http.ts, bounds memory by its own blocks (it pauses the socket while too many of
+ * server/net/pump.ts, bounds memory by its own blocks (it pauses the socket while too many of
  * them wait for the disk) and gives a block back once `written` has passed it.
  */
 export class ChunkWriter {

@@ -57,7 +57,7 @@ export class Pump {
       this.reject = reject;
     });
     this.done.catch(() => undefined); // the caller awaits it; an abort after it stopped listening is no crash
-    this.writer = new ChunkWriter(o.file, o.position, { highWaterMark: Infinity, onSettled: (err) => this.settled(err) });
+    this.writer = new ChunkWriter(o.file, o.position, { onSettled: (err) => this.settled(err) });
     this.timer = setInterval(() => this.submit(), FLUSH_MS);
     // From the next microtask: the caller holds the pump before its callbacks first run.
     queueMicrotask(() => this.start());
