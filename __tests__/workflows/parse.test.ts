@@ -83,6 +83,31 @@ describe('UI format, subgraphs', () => {
     for (const absent of ['stale-', 'inner-vae', 'bypassed-outer', 'bypassed-lora', 'bypassed-controlnet', '"11:']) expect(all).not.toContain(absent);
   });
 
+  test("older instances: a seed's control_after_generate value among the instance's values, a proxyWidgets entry naming a subgraph input (\"-1\")", () => {
+    const def = (id: string, inputs: unknown[], nodes: unknown[], links: unknown[]) => ({ id, name: id, inputs, outputs: [], nodes, links });
+    const loaderFed = (id: number, type: string, widget: string, link: number) => node(id, type, ['inner.safetensors'], { inputs: [{ name: widget, type: 'COMBO', widget: { name: widget }, link }] });
+    const wf = {
+      nodes: [
+        node(1, 'seeded', [42, 'randomize', 'after-seed.safetensors']),
+        node(2, 'proxied', ['via-input-name.safetensors'], { inputs: [{ name: 'model_file', type: 'COMBO', link: null }], properties: { proxyWidgets: [['-1', 'model_file']] } }),
+      ],
+      links: [],
+      definitions: {
+        subgraphs: [
+          def(
+            'seeded',
+            [{ name: 'seed', linkIds: [1] }, { name: 'ckpt_name', linkIds: [2] }],
+            [node(5, 'KSampler', [0, 'fixed'], { inputs: [{ name: 'seed', type: 'INT', widget: { name: 'seed' }, link: 1 }] }), loaderFed(6, 'CheckpointLoaderSimple', 'ckpt_name', 2)],
+            [{ id: 1, origin_id: -10, origin_slot: 0, target_id: 5, target_slot: 0 }, { id: 2, origin_id: -10, origin_slot: 1, target_id: 6, target_slot: 0 }],
+          ),
+          def('proxied', [{ name: 'model_file', linkIds: [3] }], [loaderFed(7, 'UpscaleModelLoader', 'model_name', 3)], [{ id: 3, origin_id: -10, origin_slot: 0, target_id: 7, target_slot: 0 }]),
+        ],
+      },
+      version: 1,
+    };
+    expect(models(wf).map((m) => `${m.folder}/${m.name} ${m.nodes[0]!.id}`)).toEqual(['checkpoints/after-seed.safetensors 1:6', 'upscale_models/via-input-name.safetensors 2:7']);
+  });
+
   test('a subgraph that contains itself does not loop', () => {
     const wf = subgraphWorkflow() as { definitions: { subgraphs: Array<{ nodes: unknown[]; id: string }> } };
     const a = wf.definitions.subgraphs[0]!;

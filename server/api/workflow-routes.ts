@@ -1,3 +1,8 @@
+/**
+ * The workflow routes: `POST /api/workflows/plan` reads a workflow (JSON, or a PNG saved by
+ * ComfyUI) with this route's own body limits, and answers its plan (server/workflows/). The
+ * files a plan reads (extra_model_paths.yaml, the catalog, a model list) are read at each request.
+ */
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { readBytes } from './body';
