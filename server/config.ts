@@ -30,6 +30,13 @@ export interface Config {
   retentionHours: number;
   /** An active entry with no progress for this long is marked `error` (`STALE`). @default 10 */
   staleMinutes: number;
+  /**
+   * ComfyUI's extra_model_paths.yaml (`EXTRA_MODEL_PATHS`): more folders where a model counts as
+   * installed. @default `extra_model_paths.yaml` in MODELS_DIR's parent folder, when present
+   */
+  extraModelPaths?: string;
+  /** A ComfyUI-Manager model-list.json (`MODEL_LIST_FILE`): one more place to find a model's URL. */
+  modelListFile?: string;
 }
 
 export class ConfigError extends Error {
@@ -113,5 +120,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (hfToken) config.hfToken = hfToken;
   const civitaiToken = optional(env, 'CIVITAI_TOKEN');
   if (civitaiToken) config.civitaiToken = civitaiToken;
+  // Workflows (server/workflows/): read at each plan, so a missing file is reported there.
+  const extraModelPaths = optional(env, 'EXTRA_MODEL_PATHS');
+  if (extraModelPaths) config.extraModelPaths = path.resolve(cwd, extraModelPaths);
+  const modelListFile = optional(env, 'MODEL_LIST_FILE');
+  if (modelListFile) config.modelListFile = path.resolve(cwd, modelListFile);
   return Object.freeze(config);
 }

@@ -5,6 +5,7 @@ import serve from 'koa-static';
 import { readBody } from './body';
 import type { Catalog } from '../catalog/catalog';
 import { registerCatalogRoutes } from './catalog-routes';
+import { registerWorkflowRoutes, type Probe } from './workflow-routes';
 import type { Config } from '../config';
 import type { Downloader } from '../downloader/downloader';
 import { toStatusView } from '../store/entry';
@@ -26,6 +27,8 @@ export interface AppDeps {
   catalog?: Catalog;
   /** Folder of the page. @default <repo>/dist/public (built by client/build.js) */
   staticDir?: string;
+  /** Sizes and gating of model URLs for workflow plans. @default none (plans without sizes) */
+  probe?: Probe;
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -143,6 +146,8 @@ export function createApp(deps: AppDeps): Koa {
   if (deps.catalog) {
     registerCatalogRoutes(router, { catalog: deps.catalog, modelsDir: config.modelsDir, start: async (ctx, req) => addAnswer(ctx, await add(req)) });
   }
+
+  registerWorkflowRoutes(router, { config, store, catalog: deps.catalog, probe: deps.probe });
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));

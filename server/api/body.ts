@@ -39,3 +39,20 @@ export async function readBody(ctx: Context): Promise<Record<string, unknown>> {
 }
 
 const tooLarge = (): AppError => new AppError('BODY_TOO_LARGE', `The body is larger than ${MAX_BODY_BYTES / 1024} KiB`, { status: 413 });
+
+/**
+ * The raw body, at most `maxBytes`, for routes that take more than 64 KiB (workflows: 16 MiB of
+ * JSON, 64 MiB of PNG). Too large: 413 without reading the rest.
+ */
+export async function readBytes(ctx: Context, maxBytes: number): Promise<Buffer> {
+  const limit = (): AppError => new AppError('BODY_TOO_LARGE', `The body is larger than ${maxBytes / (1024 * 1024)} MiB`, { status: 413 });
+  if (Number(ctx.get('content-length') || 0) > maxBytes) throw limit();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw limit();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
