@@ -1,6 +1,9 @@
 import type { Config } from '../config';
 import { civitai } from './civitai';
+import { civitaiMetadata, type CivitaiMetadata } from './civitai-meta';
+import { hfMetadata, type HfMetadata } from './hf-repo';
 import { huggingFace } from './huggingface';
+import type { Agents } from './meta/api-client';
 import type { Source, SourceProvider } from './types';
 
 export type { Source, SourceProvider } from './types';
@@ -22,5 +25,27 @@ export function createSources(config: Pick<Config, 'hfEndpoint' | 'hfToken' | 'c
   return {
     resolve: (url) => find(url)?.resolve(url) ?? { url, nameInPath: true },
     check: (url) => find(url)?.check?.(url),
+  };
+}
+
+export type { HfMetadata, HfRepoRef, HfRepoFile, HfRepoListing, HfListOptions } from './hf-repo';
+export type { CivitaiMetadata, CivitaiRef, CivitaiFileMeta } from './civitai-meta';
+export type { Agents } from './meta/api-client';
+
+/** What the model hosts' metadata APIs say of a URL: the files of a Hugging Face repository or folder, the file of a Civitai link. */
+export interface SourceMetadata {
+  hf: HfMetadata;
+  civitai: CivitaiMetadata;
+}
+
+/** The metadata clients for the configured endpoints and tokens; `agent` is the hook for a proxy. */
+export function createSourceMetadata(
+  config: Pick<Config, 'hfEndpoint' | 'hfToken' | 'civitaiEndpoint' | 'civitaiToken'>,
+  options: { agent?: Agents } = {},
+): SourceMetadata {
+  const agent = options.agent ? { agent: options.agent } : {};
+  return {
+    hf: hfMetadata({ endpoint: config.hfEndpoint, ...(config.hfToken ? { token: config.hfToken } : {}), ...agent }),
+    civitai: civitaiMetadata({ endpoint: config.civitaiEndpoint, ...(config.civitaiToken ? { token: config.civitaiToken } : {}), ...agent }),
   };
 }
