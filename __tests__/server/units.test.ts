@@ -4,6 +4,19 @@ import { parseRetryAfter, retryDelay, DEFAULT_RETRY } from '../../server/downloa
 import { SpeedMeter } from '../../server/downloader/speed-meter';
 import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/disk/paths';
 import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/net/url-policy';
+import {
+  ACTIVE_STATUSES,
+  canTransition,
+  COMMAND_TARGETS,
+  commandFits,
+  COMMANDS,
+  FINISHED_STATUSES,
+  isStatus,
+  STATUSES,
+  TRANSITIONS,
+  type Command,
+  type DownloadStatus,
+} from '../../server/protocol/status';
 
 describe('retryDelay', () => {
   const policy = { ...DEFAULT_RETRY, baseMs: 1000, maxMs: 8000, maxFailures: 5 };
@@ -102,4 +115,51 @@ test('while verifying, progress is the checksum pass; otherwise it follows the b
   expect(verifying).toMatchObject({ status: 'verifying', progress: 42, downloaded: 1000 });
   expect(patchEntry(verifying, { status: 'downloading', downloaded: 500 }).progress).toBe(50);
   expect(patchEntry(verifying, { status: 'completed' }).progress).toBe(100);
+});
+
+describe('the download state machine', () => {
+  const all = (t: Readonly<Record<DownloadStatus, readonly unknown[]>>): string[] => Object.keys(t).sort();
+  test('covers every status, and its tables name no other', () => {
+    expect(all(TRANSITIONS)).toEqual([...STATUSES].sort());
+    expect(all(COMMANDS)).toEqual([...STATUSES].sort());
+    for (const to of Object.values(TRANSITIONS).flat()) expect(STATUSES).toContain(to);
+    expect(isStatus('paused')).toBe(true);
+    expect(isStatus('done')).toBe(false);
+    expect(isStatus(undefined)).toBe(false);
+  });
+  test('active and finished are disjoint; paused is the one status in neither', () => {
+    expect(ACTIVE_STATUSES.filter((s) => FINISHED_STATUSES.includes(s))).toEqual([]);
+    expect(STATUSES.filter((s) => !ACTIVE_STATUSES.includes(s) && !FINISHED_STATUSES.includes(s))).toEqual(['paused']);
+  });
+  test('a command leads where the table allows, from every status it fits', () => {
+    for (const status of STATUSES) {
+      for (const [command, to] of Object.entries(COMMAND_TARGETS) as Array<[Command, DownloadStatus]>) {
+        if (commandFits(command, status)) expect([status, command, canTransition(status, to)]).toEqual([status, command, true]);
+      }
+    }
+  });
+  test('the commands that fit each status', () => {
+    const fitting = (command: Command): DownloadStatus[] => STATUSES.filter((s) => commandFits(command, s));
+    expect(fitting('pause')).toEqual(['queued', 'starting', 'downloading']);
+    expect(fitting('resume')).toEqual(['paused']);
+    expect(fitting('cancel')).toEqual(STATUSES.filter((s) => !FINISHED_STATUSES.includes(s)));
+    expect(fitting('retry')).toEqual(['error', 'cancelled']);
+    expect(fitting('remove')).toEqual([...FINISHED_STATUSES]);
+  });
+  test('what the downloader does is allowed, and nothing else gets out of a finished status', () => {
+    // A restart or shutdown puts every active download back in the queue.
+    for (const s of ACTIVE_STATUSES) expect([s, canTransition(s, 'queued')]).toEqual([s, true]);
+    // A running job can fail, and the stale check ends one whose process died.
+    for (const s of ['starting', 'downloading', 'verifying'] as const) expect([s, canTransition(s, 'error')]).toEqual([s, true]);
+    expect(canTransition('starting', 'downloading')).toBe(true);
+    expect(canTransition('downloading', 'starting')).toBe(true); // a retry's backoff
+    expect(canTransition('downloading', 'verifying')).toBe(true);
+    expect(canTransition('verifying', 'completed')).toBe(true);
+    expect(TRANSITIONS.completed).toEqual([]);
+    expect(TRANSITIONS.error).toEqual(['queued']);
+    expect(canTransition('completed', 'completed')).toBe(true); // keeping a status is no change
+    for (const [from, to] of [['paused', 'downloading'], ['paused', 'starting'], ['queued', 'downloading'], ['queued', 'completed'], ['verifying', 'paused'], ['error', 'starting'], ['completed', 'queued']] as const) {
+      expect([from, to, canTransition(from, to)]).toEqual([from, to, false]);
+    }
+  });
 });

@@ -6,7 +6,8 @@ import { createEntry, nowSeconds, patchEntry } from '../store/entry';
 import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, resolveDest } from '../disk/paths';
-import { ACTIVE_STATUSES, FINISHED_STATUSES, type AddRequest, type AddResult, type Entry } from '../protocol/wire';
+import type { AddRequest, AddResult, Entry } from '../protocol/wire';
+import { commandFits, isActive, isFinished, type Command } from '../protocol/status';
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 import { bytesOnDisk, commitPart, hashFile, partPath, readMeta, removePart } from '../disk/part-file';
@@ -103,7 +104,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     await this.adoptOrphans();
     const unfinished = this.store
       .all()
-      .filter((e) => ACTIVE_STATUSES.includes(e.status))
+      .filter((e) => isActive(e.status))
       .sort((a, b) => a.start_time - b.start_time);
     for (const e of unfinished) {
       this.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null }));
@@ -136,7 +137,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
     // From here to store.put nothing awaits: two requests in the same tick cannot both pass.
     const existing = this.store.get(d.dest);
-    if (existing && (ACTIVE_STATUSES.includes(existing.status) || existing.status === 'paused' || this.jobs.has(d.dest))) {
+    if (existing && (!isFinished(existing.status) || this.jobs.has(d.dest))) {
       throw Object.assign(conflict('ALREADY_ACTIVE', `${d.dest} is already ${existing.status}`), { download: existing });
     }
     const stat = fs.statSync(d.abs, { throwIfNoEntry: false });
@@ -157,7 +158,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   pause(id: string): Entry {
     const e = this.find(id);
-    if (!['queued', 'starting', 'downloading'].includes(e.status)) throw this.wrongState(e, 'pause');
+    if (!commandFits('pause', e.status)) throw this.wrongState(e, 'pause');
     const next = this.store.put(patchEntry(e, { status: 'paused', speed: 0, eta: null }));
     this.stopJob(e.dest, 'pause');
     return next;
@@ -165,7 +166,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   resume(id: string): Entry {
     const e = this.find(id);
-    if (e.status !== 'paused') throw this.wrongState(e, 'resume');
+    if (!commandFits('resume', e.status)) throw this.wrongState(e, 'resume');
     const next = this.store.put(patchEntry(e, { status: 'queued', error: undefined }));
     this.enqueue(e.dest);
     return next;
@@ -173,7 +174,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   cancel(id: string): Entry {
     const e = this.find(id);
-    if (FINISHED_STATUSES.includes(e.status)) throw this.wrongState(e, 'cancel');
+    if (!commandFits('cancel', e.status)) throw this.wrongState(e, 'cancel');
     const next = this.store.put(patchEntry(e, { status: 'cancelled', speed: 0, eta: null, completion_time: nowSeconds() }));
     if (!this.stopJob(e.dest, 'cancel')) void this.discardPart(e.dest);
     return next;
@@ -181,7 +182,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   retry(id: string): Entry {
     const e = this.find(id);
-    if (e.status !== 'error' && e.status !== 'cancelled') throw this.wrongState(e, 'retry');
+    if (!commandFits('retry', e.status)) throw this.wrongState(e, 'retry');
     const next = this.store.put(patchEntry(e, { status: 'queued', error: undefined, speed: 0, eta: null }));
     this.enqueue(e.dest);
     return next;
@@ -190,7 +191,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   /** Forgets a finished download (see forget). */
   remove(id: string): Entry {
     const e = this.find(id);
-    if (!FINISHED_STATUSES.includes(e.status) || this.jobs.has(e.dest)) {
+    if (!commandFits('remove', e.status) || this.jobs.has(e.dest)) {
       throw Object.assign(conflict('ACTIVE', `${e.dest} is ${e.status}; cancel it first`), { download: e });
     }
     this.forget(e);
@@ -211,7 +212,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   clearCompleted(): number {
     let n = 0;
     for (const e of this.store.all()) {
-      if (FINISHED_STATUSES.includes(e.status) && !this.jobs.has(e.dest)) {
+      if (isFinished(e.status) && !this.jobs.has(e.dest)) {
         this.forget(e);
         n++;
       }
@@ -275,7 +276,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     return e;
   }
 
-  private wrongState(e: Entry, command: string): AppError {
+  private wrongState(e: Entry, command: Command): AppError {
     return Object.assign(conflict('INVALID_STATE', `Cannot ${command} ${e.dest}: it is ${e.status}`), { download: e });
   }
 
@@ -503,7 +504,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const now = nowSeconds();
     for (const e of this.store.all()) {
       if (this.jobs.has(e.dest)) continue; // a live transfer is never stale: the stall timeout watches it
-      if (['starting', 'downloading', 'verifying'].includes(e.status) && now - e.timestamp > this.o.staleMinutes * 60) {
+      if (e.status !== 'queued' && isActive(e.status) && now - e.timestamp > this.o.staleMinutes * 60) {
         this.store.put(
           patchEntry(e, {
             status: 'error',
@@ -515,7 +516,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
         );
       } else if (e.status === 'queued' && !this.queue.includes(e.dest)) {
         this.enqueue(e.dest);
-      } else if (FINISHED_STATUSES.includes(e.status) && now - (e.completion_time ?? e.timestamp) > this.o.retentionHours * 3600) {
+      } else if (isFinished(e.status) && now - (e.completion_time ?? e.timestamp) > this.o.retentionHours * 3600) {
         this.forget(e);
       }
     }
