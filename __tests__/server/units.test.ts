@@ -4,6 +4,7 @@ import { parseRetryAfter, retryDelay, DEFAULT_RETRY } from '../../server/downloa
 import { SpeedMeter } from '../../server/downloader/speed-meter';
 import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/disk/paths';
 import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/net/url-policy';
+import { ERROR_CODES } from '../../server/protocol/error-codes';
 import {
   ACTIVE_STATUSES,
   canTransition,
@@ -162,4 +163,11 @@ describe('the download state machine', () => {
       expect([from, to, canTransition(from, to)]).toEqual([from, to, false]);
     }
   });
+});
+
+test('every registered error code is UPPER_SNAKE and has a one-line meaning', () => {
+  for (const [code, meaning] of Object.entries(ERROR_CODES)) {
+    expect(code).toMatch(/^[A-Z][A-Z0-9_]*$/);
+    expect(meaning).toMatch(/^[^\n]{10,120}$/);
+  }
 });

@@ -7,6 +7,7 @@ import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, resolveDest } from '../disk/paths';
 import type { AddRequest, AddResult, Entry } from '../protocol/wire';
+import type { ErrorCode } from '../protocol/error-codes';
 import { commandFits, isActive, isFinished, type Command } from '../protocol/status';
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
@@ -473,7 +474,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     );
   }
 
-  private fail(job: Job, code: string, message: string, downloaded: number): void {
+  private fail(job: Job, code: ErrorCode, message: string, downloaded: number): void {
     const e = this.update(job, { status: 'error', error: { code, message }, downloaded, speed: 0, eta: null, completion_time: nowSeconds() });
     this.log.warn(`${job.dest}: ${message}`);
     if (e) this.emit('finished', e);

@@ -1,18 +1,20 @@
 /**
  * The wire protocol: one source of truth for the server, the page and bots.
  * Types only: the browser client imports them with `import type`. What has runtime code (the state
- * machine) is in its own module beside this one.
+ * machine, the error registry) is in its own module beside this one.
  * See ../shared/CONTRACT.md ("The download entry", "WebSocket /ws").
  */
 
 import type { DownloadStatus } from './status.js';
+import type { ErrorCode } from './error-codes.js';
 
-// The statuses, the state machine and the commands live in status.ts.
+// The statuses, the state machine and the commands live in status.ts; the codes in error-codes.ts.
 export type { DownloadStatus } from './status.js';
+export type { ErrorCode } from './error-codes.js';
 
 export interface ErrorInfo {
-  /** Stable machine code, e.g. `HTTP_401`, `STALE`, `ENOSPC`, `SHA256_MISMATCH`. */
-  code: string;
+  /** Stable machine code, e.g. `HTTP_401`, `STALE`, `ENOSPC`, `SHA256_MISMATCH` (see error-codes.ts). */
+  code: ErrorCode;
   /** What happened and, where it helps, what to do. */
   message: string;
 }
