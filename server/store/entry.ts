@@ -47,8 +47,11 @@ export function progressOf(downloaded: number, size: number | null): number {
   return Math.max(0, Math.min(100, Math.floor((downloaded / size) * 100)));
 }
 
+/** A change to an entry; `error: undefined` removes the error. */
+export type EntryPatch = Partial<Entry> & { error?: ErrorInfo | undefined };
+
 /** A new entry object with `patch` applied and `timestamp`/`progress` kept consistent. */
-export function patchEntry(entry: Entry, patch: Partial<Entry> & { error?: ErrorInfo | undefined }): Entry {
+export function patchEntry(entry: Entry, patch: EntryPatch): Entry {
   const next: Entry = { ...entry, ...patch, timestamp: nowSeconds() };
   if (patch.error === undefined && 'error' in patch) delete next.error;
   // While verifying, progress is that of the checksum pass over the bytes already on disk.
