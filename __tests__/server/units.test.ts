@@ -5,6 +5,8 @@ import { SpeedMeter } from '../../server/downloader/speed-meter';
 import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/disk/paths';
 import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/net/url-policy';
 import { ERROR_CODES } from '../../server/protocol/error-codes';
+import { createTransition, IllegalTransitionError, underTest } from '../../server/downloader/transition';
+import { createEntry } from '../../server/store/entry';
 import {
   ACTIVE_STATUSES,
   canTransition,
@@ -162,6 +164,32 @@ describe('the download state machine', () => {
     for (const [from, to] of [['paused', 'downloading'], ['paused', 'starting'], ['queued', 'downloading'], ['queued', 'completed'], ['verifying', 'paused'], ['error', 'starting'], ['completed', 'queued']] as const) {
       expect([from, to, canTransition(from, to)]).toEqual([from, to, false]);
     }
+  });
+});
+
+describe('transition: the one way the downloader changes a status', () => {
+  const captureLogger = (): { lines: string[]; warn: (m: string) => void } => {
+    const lines: string[] = [];
+    return { lines, warn: (m) => lines.push(`warn ${m}`) };
+  };
+  const entry = (status: DownloadStatus) => createEntry({ dest: 'loras/a.bin', folder: 'loras', filename: 'a.bin', url: 'http://h/a.bin', status, file_size: 1000 });
+  test('a change in the table is made, with its patch', () => {
+    const log = captureLogger();
+    const next = createTransition({ log, strict: true })(entry('downloading'), 'paused', { speed: 0, eta: null, downloaded: 500 });
+    expect(next).toMatchObject({ status: 'paused', speed: 0, eta: null, downloaded: 500, progress: 50 });
+    expect(log.lines).toEqual([]);
+  });
+  test('under tests an illegal change throws and changes nothing', () => {
+    expect(underTest()).toBe(true);
+    const e = entry('completed');
+    expect(() => createTransition({ log: captureLogger() })(e, 'downloading')).toThrow(IllegalTransitionError);
+    expect(() => createTransition({ log: captureLogger() })(e, 'downloading')).toThrow('illegal status change of loras/a.bin: completed → downloading');
+    expect(e.status).toBe('completed');
+  });
+  test('in production an illegal change is logged and made anyway', () => {
+    const log = captureLogger();
+    expect(createTransition({ log, strict: false })(entry('paused'), 'downloading').status).toBe('downloading');
+    expect(log.lines).toEqual([expect.stringMatching(/^warn illegal status change of loras\/a\.bin: paused → downloading .*; made anyway$/)]);
   });
 });
 

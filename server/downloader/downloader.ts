@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { createEntry, nowSeconds, patchEntry } from '../store/entry';
+import { createEntry, nowSeconds } from '../store/entry';
 import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, resolveDest } from '../disk/paths';
@@ -23,6 +23,7 @@ import { Stop, type Job, type JobDeps, type StopKind } from './job';
 import { runJob } from './run';
 import { maintain, mergeExternal } from './maintenance';
 import { adoptOrphans } from './orphans';
+import { createTransition, type Transition } from './transition';
 
 export interface DownloaderOptions {
   store: StatusStore;
@@ -63,6 +64,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   /** Source URLs as given, credentials included; memory only, never written anywhere. */
   private readonly sources = new Map<string, URL>();
   private readonly jobDeps: JobDeps;
+  /** Every status change goes through it (checked against the state machine of protocol/status.ts). */
+  private readonly transition: Transition;
   private maintenance: NodeJS.Timeout | undefined;
   private state: 'idle' | 'running' | 'closing' | 'closed' = 'idle';
 
@@ -83,6 +86,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     };
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
     this.resolveSource = options.resolveSource ?? plainSource;
+    this.transition = createTransition({ log: this.log });
     this.jobDeps = {
       store: this.store,
       log: this.log,
@@ -95,6 +99,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       givenUrl: (dest) => this.sources.get(dest),
       forgetUrl: (dest) => this.sources.delete(dest),
       finished: (entry) => this.emit('finished', entry),
+      transition: this.transition,
     };
   }
 
@@ -109,7 +114,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       .filter((e) => isActive(e.status))
       .sort((a, b) => a.start_time - b.start_time);
     for (const e of unfinished) {
-      this.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null }));
+      this.store.put(this.transition(e, 'queued', { speed: 0, eta: null }));
       this.queue.push(e.dest);
     }
     if (unfinished.length > 0) this.log.info(`resuming ${unfinished.length} unfinished download(s)`);
@@ -161,7 +166,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   pause(id: string): Entry {
     const e = this.find(id);
     if (!commandFits('pause', e.status)) throw this.wrongState(e, 'pause');
-    const next = this.store.put(patchEntry(e, { status: 'paused', speed: 0, eta: null }));
+    const next = this.store.put(this.transition(e, 'paused', { speed: 0, eta: null }));
     this.stopJob(e.dest, 'pause');
     return next;
   }
@@ -169,7 +174,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   resume(id: string): Entry {
     const e = this.find(id);
     if (!commandFits('resume', e.status)) throw this.wrongState(e, 'resume');
-    const next = this.store.put(patchEntry(e, { status: 'queued', error: undefined }));
+    const next = this.store.put(this.transition(e, 'queued', { error: undefined }));
     this.enqueue(e.dest);
     return next;
   }
@@ -177,7 +182,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   cancel(id: string): Entry {
     const e = this.find(id);
     if (!commandFits('cancel', e.status)) throw this.wrongState(e, 'cancel');
-    const next = this.store.put(patchEntry(e, { status: 'cancelled', speed: 0, eta: null, completion_time: nowSeconds() }));
+    const next = this.store.put(this.transition(e, 'cancelled', { speed: 0, eta: null, completion_time: nowSeconds() }));
     if (!this.stopJob(e.dest, 'cancel')) void this.discardPart(e.dest);
     return next;
   }
@@ -185,7 +190,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   retry(id: string): Entry {
     const e = this.find(id);
     if (!commandFits('retry', e.status)) throw this.wrongState(e, 'retry');
-    const next = this.store.put(patchEntry(e, { status: 'queued', error: undefined, speed: 0, eta: null }));
+    const next = this.store.put(this.transition(e, 'queued', { error: undefined, speed: 0, eta: null }));
     this.enqueue(e.dest);
     return next;
   }
@@ -299,6 +304,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       isQueued: (dest) => this.queue.includes(dest),
       enqueue: (dest) => this.enqueue(dest),
       forget: (e) => this.forget(e),
+      transition: this.transition,
     });
   }
 

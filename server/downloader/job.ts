@@ -8,11 +8,13 @@ import type { Logger } from '../logger';
 import { AppError } from '../errors';
 import type { ErrorCode } from '../protocol/error-codes';
 import type { Entry } from '../protocol/wire';
-import { nowSeconds, patchEntry, type EntryPatch } from '../store/entry';
+import { nowSeconds, patchEntry } from '../store/entry';
 import type { StatusStore } from '../store/status-store';
 import { bytesOnDisk, removePart } from '../disk/part-file';
 import type { RetryPolicy } from './retry-delay';
 import type { SourceResolver } from './source';
+import type { DownloadStatus } from '../protocol/status';
+import type { StatusPatch, Transition } from './transition';
 
 export type StopKind = 'pause' | 'cancel' | 'shutdown';
 
@@ -49,17 +51,26 @@ export interface JobDeps {
   forgetUrl(dest: string): void;
   /** A download ended, completed or failed (the Downloader's `finished` event). */
   finished(entry: Entry): void;
+  /** Every status change goes through it (checked against the state machine). */
+  transition: Transition;
 }
 
 /** Applies a change to the job's entry, unless the job was stopped (a command owns the entry then). */
-export function update(deps: JobDeps, job: Job, patch: EntryPatch, urgency: 'now' | 'soon' = 'now'): Entry | undefined {
+export function update(deps: JobDeps, job: Job, patch: StatusPatch, urgency: 'now' | 'soon' = 'now'): Entry | undefined {
   const current = deps.store.get(job.dest);
   if (!current || job.controller.signal.aborted) return undefined;
   return deps.store.put(patchEntry(current, patch), urgency);
 }
 
+/** Moves the job's entry to `to` (with `patch`), unless the job was stopped (as update). */
+export function advance(deps: JobDeps, job: Job, to: DownloadStatus, patch: StatusPatch = {}): Entry | undefined {
+  const current = deps.store.get(job.dest);
+  if (!current || job.controller.signal.aborted) return undefined;
+  return deps.store.put(deps.transition(current, to, patch));
+}
+
 export function fail(deps: JobDeps, job: Job, code: ErrorCode, message: string, downloaded: number): void {
-  const e = update(deps, job, { status: 'error', error: { code, message }, downloaded, speed: 0, eta: null, completion_time: nowSeconds() });
+  const e = advance(deps, job, 'error', { error: { code, message }, downloaded, speed: 0, eta: null, completion_time: nowSeconds() });
   deps.log.warn(`${job.dest}: ${message}`);
   if (e) deps.finished(e);
 }
@@ -72,7 +83,7 @@ export async function stopped(deps: JobDeps, job: Job, err: unknown): Promise<vo
   } else if (kind === 'shutdown') {
     const e = deps.store.get(job.dest);
     if (e && e.status !== 'paused' && e.status !== 'cancelled') {
-      deps.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null, downloaded: await bytesOnDisk(job.abs) }));
+      deps.store.put(deps.transition(e, 'queued', { speed: 0, eta: null, downloaded: await bytesOnDisk(job.abs) }));
     }
   } else if (kind === undefined) {
     const error = asAppError(err);

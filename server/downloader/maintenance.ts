@@ -6,8 +6,9 @@
  */
 import { isActive, isFinished } from '../protocol/status';
 import type { Entry } from '../protocol/wire';
-import { nowSeconds, patchEntry } from '../store/entry';
+import { nowSeconds } from '../store/entry';
 import type { StatusStore } from '../store/status-store';
+import type { Transition } from './transition';
 
 export interface MaintenanceDeps {
   store: StatusStore;
@@ -19,6 +20,7 @@ export interface MaintenanceDeps {
   enqueue(dest: string): void;
   /** Drops a finished entry (and the `.part` of a failed one). */
   forget(entry: Entry): void;
+  transition: Transition;
 }
 
 /** Stale detection and retention; runs periodically, not only at start-up. */
@@ -29,8 +31,7 @@ export function maintain(d: MaintenanceDeps): void {
     // Queued is waiting for a slot, not stalled; the other active statuses need a transfer.
     if (e.status !== 'queued' && isActive(e.status) && now - e.timestamp > d.staleMinutes * 60) {
       d.store.put(
-        patchEntry(e, {
-          status: 'error',
+        d.transition(e, 'error', {
           speed: 0,
           eta: null,
           completion_time: now,

@@ -9,7 +9,7 @@ import { retryDelay } from './retry-delay';
 import { SpeedMeter } from './speed-meter';
 import { attemptSegmented, NOT_SEGMENTABLE } from './segments';
 import { attemptTransfer, type AttemptOptions, type AttemptResult, type TransferState } from './transfer';
-import { asAppError, capitalize, fail, stopped, update, type Job, type JobDeps } from './job';
+import { advance, asAppError, capitalize, fail, stopped, update, type Job, type JobDeps } from './job';
 import { alreadyFinished, finish } from './verify';
 
 export async function runJob(deps: JobDeps, job: Job): Promise<void> {
@@ -26,7 +26,7 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
   try {
     while (!result) {
       const e = deps.store.get(job.dest)!;
-      update(deps, job, { status: 'starting', attempts: e.attempts + 1, speed: 0, eta: null });
+      advance(deps, job, 'starting', { attempts: e.attempts + 1, speed: 0, eta: null });
       try {
         const attempt: AttemptOptions = {
           source,
@@ -41,7 +41,7 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
             meter.reset();
             meter.sample(offset);
             const sha256 = deps.store.get(job.dest)?.sha256 ?? state.expected.sha256;
-            update(deps, job, { status: 'downloading', downloaded: offset, file_size: total, error: undefined, ...(sha256 ? { sha256 } : {}) });
+            advance(deps, job, 'downloading', { downloaded: offset, file_size: total, error: undefined, ...(sha256 ? { sha256 } : {}) });
           },
           onProgress: (downloaded, total) => {
             meter.sample(downloaded);
@@ -72,7 +72,7 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
           return;
         }
         deps.log.warn(`${job.dest}: ${error.message}; retrying in ${(wait / 1000).toFixed(1)} s`);
-        update(deps, job, { status: 'starting', downloaded: size, speed: 0, eta: null, error: { code: error.code, message: `${capitalize(error.message)}; retrying in ${Math.ceil(wait / 1000)} s` } });
+        advance(deps, job, 'starting', { downloaded: size, speed: 0, eta: null, error: { code: error.code, message: `${capitalize(error.message)}; retrying in ${Math.ceil(wait / 1000)} s` } });
         await delay(wait, undefined, { signal });
       }
     }

@@ -5,11 +5,11 @@
  */
 import fs from 'node:fs';
 import type { Entry } from '../protocol/wire';
-import { nowSeconds, patchEntry } from '../store/entry';
+import { nowSeconds } from '../store/entry';
 import { commitPart, hashFile, partPath, readMeta, removePart } from '../disk/part-file';
 import { SpeedMeter } from './speed-meter';
 import type { AttemptResult, TransferState } from './transfer';
-import { fail, update, type Job, type JobDeps } from './job';
+import { advance, fail, update, type Job, type JobDeps } from './job';
 
 /** Checks the transferred `.part` and, when it is right, renames it into place: `completed`. */
 export async function finish(deps: JobDeps, job: Job, result: AttemptResult, state: TransferState): Promise<void> {
@@ -18,7 +18,7 @@ export async function finish(deps: JobDeps, job: Job, result: AttemptResult, sta
   const streamed = state.hash !== undefined && state.hashedBytes === result.size;
   const pass = expectedSha !== undefined && !streamed;
   // With a checksum pass ahead, the bar starts again from 0 for it rather than jumping back later.
-  const entry = update(deps, job, { status: 'verifying', downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null, ...(pass ? { progress: 0 } : {}) })!;
+  const entry = advance(deps, job, 'verifying', { downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null, ...(pass ? { progress: 0 } : {}) })!;
   const expectedSize = state.expected.size;
   if (expectedSize !== undefined && expectedSize !== result.size) {
     await removePart(job.abs);
@@ -35,7 +35,7 @@ export async function finish(deps: JobDeps, job: Job, result: AttemptResult, sta
   }
   signal.throwIfAborted();
   await commitPart(job.abs);
-  const done = deps.store.put(patchEntry(deps.store.get(job.dest)!, { status: 'completed', speed: 0, eta: null, completion_time: nowSeconds(), error: undefined }));
+  const done = deps.store.put(deps.transition(deps.store.get(job.dest)!, 'completed', { speed: 0, eta: null, completion_time: nowSeconds(), error: undefined }));
   deps.forgetUrl(job.dest);
   deps.log.info(`${job.dest}: completed (${result.size} bytes)`);
   deps.finished(done);
@@ -52,13 +52,13 @@ export async function alreadyFinished(deps: JobDeps, job: Job, e: Entry): Promis
   const stat = await fs.promises.stat(job.abs).catch(() => undefined);
   if (!stat?.isFile() || stat.size !== e.file_size) return false;
   if ((await fs.promises.stat(partPath(job.abs)).catch(() => undefined)) || (await readMeta(job.abs))) return false;
-  update(deps, job, { status: 'verifying', downloaded: stat.size, speed: 0, eta: null, ...(e.sha256 ? { progress: 0 } : {}) });
+  advance(deps, job, 'verifying', { downloaded: stat.size, speed: 0, eta: null, ...(e.sha256 ? { progress: 0 } : {}) });
   if (e.sha256) {
     const digest = await hashFile(job.abs, () => undefined, job.controller.signal).catch(() => undefined);
     if (job.controller.signal.aborted) return true; // paused or removed meanwhile: the command owns the entry
     if (digest !== e.sha256) return false; // not ours after all: fetch it again (it replaces the file only when whole)
   }
-  const done = update(deps, job, { status: 'completed', speed: 0, eta: null, completion_time: nowSeconds(), error: undefined });
+  const done = advance(deps, job, 'completed', { speed: 0, eta: null, completion_time: nowSeconds(), error: undefined });
   if (!done) return true;
   deps.log.info(`${job.dest}: the file was already complete on disk (the server stopped before recording it); marked completed`);
   deps.finished(done);
