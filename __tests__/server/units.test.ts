@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import path from 'node:path';
 import { loadConfig } from '../../server/config';
 import { parseRetryAfter, retryDelay, DEFAULT_RETRY } from '../../server/downloader/retry-delay';
@@ -6,6 +7,8 @@ import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/dis
 import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/net/url-policy';
 import { ERROR_CODES } from '../../server/protocol/error-codes';
 import { createTransition, IllegalTransitionError, underTest } from '../../server/downloader/transition';
+import { attemptAbort } from '../../server/downloader/attempt-abort';
+import { AppError } from '../../server/errors';
 import { createEntry } from '../../server/store/entry';
 import {
   ACTIVE_STATUSES,
@@ -190,6 +193,64 @@ describe('transition: the one way the downloader changes a status', () => {
     const log = captureLogger();
     expect(createTransition({ log, strict: false })(entry('paused'), 'downloading').status).toBe('downloading');
     expect(log.lines).toEqual([expect.stringMatching(/^warn illegal status change of loras\/a\.bin: paused → downloading .*; made anyway$/)]);
+  });
+});
+
+describe('attemptAbort: the signal of one attempt, linked to the job and watched for stalls', () => {
+  const stalledError = (): AppError => new AppError('STALLED', 'no data', { retryable: true });
+  test("the caller's abort passes through with its reason, and is not a stall", () => {
+    const outer = new AbortController();
+    const a = attemptAbort(outer.signal, { stallMs: 60_000, poll: () => undefined });
+    const reason = new Error('pause');
+    outer.abort(reason);
+    expect(a.signal.aborted).toBe(true);
+    expect(a.signal.reason).toBe(reason);
+    expect(a.stalled).toBe(false);
+    a.dispose();
+  });
+  test('a caller that aborted before the attempt began aborts it at once', () => {
+    const outer = new AbortController();
+    const reason = new Error('pause');
+    outer.abort(reason);
+    const a = attemptAbort(outer.signal, { stallMs: 60_000, poll: () => undefined });
+    expect(a.signal.reason).toBe(reason);
+    a.dispose();
+  });
+  test('a poll that reports a stall aborts with its error and marks it stalled', async () => {
+    let stalled = false;
+    const a = attemptAbort(new AbortController().signal, { stallMs: 200, poll: () => (stalled ? stalledError() : undefined) });
+    stalled = true;
+    await once(a.signal, 'abort');
+    expect(a.stalled).toBe(true);
+    expect(a.signal.reason).toMatchObject({ code: 'STALLED' });
+    a.dispose();
+  });
+  test('a deadline aborts when no answer came in time', async () => {
+    const a = attemptAbort(new AbortController().signal, { stallMs: 50, deadline: stalledError });
+    await once(a.signal, 'abort');
+    expect(a.signal.reason).toMatchObject({ code: 'STALLED' });
+    a.dispose();
+  });
+  test("dispose lets go of the caller's signal and stops the watch; abortUnread ends the request", () => {
+    jest.useFakeTimers();
+    try {
+      const outer = new AbortController();
+      let polls = 0;
+      const a = attemptAbort(outer.signal, { stallMs: 200, poll: () => (polls++, undefined) });
+      jest.advanceTimersByTime(50);
+      expect(polls).toBe(1);
+      a.dispose({ abortUnread: true });
+      jest.advanceTimersByTime(1000);
+      expect(polls).toBe(1);
+      expect(a.signal.reason).toMatchObject({ code: 'ABORTED', message: 'transfer over' });
+      const b = attemptAbort(outer.signal, { stallMs: 50, deadline: stalledError });
+      b.dispose();
+      jest.advanceTimersByTime(1000);
+      outer.abort(new Error('late'));
+      expect(b.signal.aborted).toBe(false); // unlinked, its deadline cleared, and no ABORTED without abortUnread
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });
 
