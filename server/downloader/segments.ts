@@ -3,7 +3,6 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
 import { redactUrl } from '../net/url-policy';
-import { openStream } from '../net/http-client';
 import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from '../disk/part-file';
 import type { Pump } from '../net/raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
@@ -11,6 +10,7 @@ import { retryDelay, type RetryPolicy } from './retry-delay';
 import { WriteBehind } from '../disk/write-behind';
 import { attemptAbort } from './attempt-abort';
 import type { AttemptOptions, AttemptResult } from './transfer';
+import { openSource } from './source';
 
 export interface SegmentedOptions extends AttemptOptions {
   connections: number;
@@ -151,7 +151,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.onRange?.(from, seg.end - 1);
     const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
     if (validator) headers['If-Range'] = validator;
-    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
+    const res = await openSource(o.source, headers, local.signal);
     if (res.status === 200) {
       res.body.destroy();
       // If-Range failed: the file changed upstream. Never splice two versions: start over.
@@ -258,7 +258,7 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
   const { url } = o.source;
   const local = attemptAbort(o.signal, { stallMs: o.stallMs, deadline: () => new AppError('STALLED', `no answer for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }) });
   try {
-    const res = await openStream(url, { headers: { Range: 'bytes=0-0' }, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
+    const res = await openSource(o.source, { Range: 'bytes=0-0' }, local.signal);
     if (res.status !== 206 && res.status !== 200) {
       res.body.destroy();
       throw failureFor(res, o.source);

@@ -1,4 +1,4 @@
-import type { HeadersFor } from '../net/http-client';
+import { openStream, type HeadersFor, type OpenedResponse } from '../net/http-client';
 
 /** What a response looked like, for a source to inspect before its bytes are written. */
 export interface ResponseInfo {
@@ -36,3 +36,8 @@ export interface ResolvedSource {
 export type SourceResolver = (url: URL) => ResolvedSource;
 
 export const plainSource: SourceResolver = (url) => ({ url });
+
+/** GET of the source's URL with `headers`, plus its own per-hop ones (credentials only for their own host). */
+export function openSource(source: Pick<ResolvedSource, 'url' | 'headersFor'>, headers: Record<string, string>, signal: AbortSignal): Promise<OpenedResponse> {
+  return openStream(source.url, { headers, ...(source.headersFor ? { headersFor: source.headersFor } : {}), signal });
+}

@@ -3,10 +3,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors';
 import { redactUrl } from '../net/url-policy';
-import { openStream } from '../net/http-client';
 import { partPath, readMeta, removePart, writeMeta, partSize } from '../disk/part-file';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
-import type { Expectations, ResolvedSource } from './source';
+import { openSource, type Expectations, type ResolvedSource } from './source';
 import { WriteBehind } from '../disk/write-behind';
 import { attemptAbort } from './attempt-abort';
 
@@ -86,7 +85,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   });
 
   try {
-    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal });
+    const res = await openSource(o.source, headers, local.signal);
     const host = res.url.host;
     let total: number | null = null;
     const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;
