@@ -152,6 +152,10 @@ describe('the download state machine', () => {
     expect(fitting('retry')).toEqual(['error', 'cancelled']);
     expect(fitting('remove')).toEqual([...FINISHED_STATUSES]);
   });
+  test('the page takes it at runtime, as ../server/protocol/status.js (jest maps the .js to the .ts)', async () => {
+    const render = await import('../../client/render');
+    expect(Object.keys(render.STATUS_LABELS).sort()).toEqual([...STATUSES].sort());
+  });
   test('what the downloader does is allowed, and nothing else gets out of a finished status', () => {
     // A restart or shutdown puts every active download back in the queue.
     for (const s of ACTIVE_STATUSES) expect([s, canTransition(s, 'queued')]).toEqual([s, true]);
