@@ -1,3 +1,8 @@
+/**
+ * One attempt over several connections: the file in ranges fetched in parallel into a `.part` of
+ * full size, the segment map saved beside it, idle connections stealing half of the biggest range
+ * left. Falls back (NOT_SEGMENTABLE) when the server serves no ranges or the size is unknown.
+ */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';

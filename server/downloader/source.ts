@@ -1,3 +1,7 @@
+/**
+ * The plug-in point of sources (Hugging Face, Civitai, plain URLs): what to fetch for a URL a user
+ * gave and how to word its failures; and the one GET of a source's URL with its per-host headers.
+ */
 import { openStream, type HeadersFor, type OpenedResponse } from '../net/http-client';
 
 /** What a response looked like, for a source to inspect before its bytes are written. */

@@ -1,3 +1,8 @@
+/**
+ * One attempt over one connection: the rest of the file after the bytes already in the `.part`
+ * (Range, with If-Range), appended, with progress, stall detection and the hash while streaming.
+ * Also what carries over between attempts (TransferState) and what every attempt is given.
+ */
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
