@@ -10,6 +10,8 @@ module.exports = {
   roots: ['<rootDir>/__tests__/browser'],
   testMatch: ['**/*.browser.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  // The page's sources and protocol/ import siblings as `./x.js` (ES modules in the browser): resolve them to the .ts.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   globalSetup: '<rootDir>/__tests__/browser/build-client.ts',
   // One Chromium at a time: two on this 2-core machine would make throttled timings noisy.
   maxWorkers: 1,

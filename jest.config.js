@@ -6,6 +6,8 @@ module.exports = {
   roots: ['<rootDir>/__tests__'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  // The page's sources and protocol/ import siblings as `./x.js` (ES modules in the browser): resolve them to the .ts.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   globalSetup: '<rootDir>/jest.global-setup.js',
   testTimeout: 30000,
 };

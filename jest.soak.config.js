@@ -9,6 +9,8 @@ module.exports = {
   roots: ['<rootDir>/__tests__/hardening'],
   testMatch: ['**/*.soak.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  // The page's sources and protocol/ import siblings as `./x.js` (ES modules in the browser): resolve them to the .ts.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   globalSetup: '<rootDir>/jest.global-setup.js',
   // One at a time: they measure a machine under load, and two would make each other's timings noisy.
   maxWorkers: 1,

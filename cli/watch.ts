@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import { LiveClient, type ProbeResult, type WebSocketConstructor } from '../client/ws-client';
-import { ACTIVE_STATUSES, type Entry } from '../server/protocol/wire';
+import type { Entry } from '../server/protocol/wire';
+import { isActive as isActiveStatus } from '../server/protocol/status';
 import { CliError, unauthorized, type Api } from './api';
 import { createRenderer, type Output } from './render';
 
@@ -18,7 +19,7 @@ export function wsUrl(server: string): string {
   return url.toString();
 }
 
-const isActive = (e: Entry): boolean => ACTIVE_STATUSES.includes(e.status);
+const isActive = (e: Entry): boolean => isActiveStatus(e.status);
 
 /**
  * Live bars for every download that is active, or becomes active while watching, until none is.

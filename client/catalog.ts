@@ -5,7 +5,8 @@
  */
 import type { Entry } from '../server/protocol/wire.js';
 import { formatBytes, formatPercent } from './format.js';
-import { ACTIVE_STATUSES, el, STATUS_LABELS } from './render.js';
+import { isFinished } from '../server/protocol/status.js';
+import { el, STATUS_LABELS } from './render.js';
 
 export interface CatalogModel {
   setId: string;
@@ -152,7 +153,7 @@ export class CatalogView {
   }
 
   private updateCard(card: Card, e: Entry | undefined): void {
-    const active = e !== undefined && ACTIVE_STATUSES.has(e.status);
+    const active = e !== undefined && !isFinished(e.status);
     const onDisk = e?.status === 'completed' || (card.model.onDisk && !active && e?.status !== 'error');
     const value = active && e.file_size ? Math.round((e.downloaded / e.file_size) * 1000) : -1;
     const key = `${e?.status}|${onDisk}|${value}|${e?.progress}`;

@@ -3,13 +3,12 @@
  * A field is written only when its text changed, and rows move only when their section or
  * order changed, so an update of one download touches a handful of nodes.
  */
-import type { DownloadStatus, Entry } from '../server/protocol/wire.js';
+import type { Entry } from '../server/protocol/wire.js';
+import { COMMANDS, isFinished, type Command, type DownloadStatus } from '../server/protocol/status.js';
 import { formatBytes, formatClock, formatDuration, formatPercent, formatSpeed, hostOf } from './format.js';
 
-export type RowAction = 'pause' | 'resume' | 'cancel' | 'retry' | 'remove';
-
-/** Copied from server/protocol.ts's runtime lists (this file may only import types from there), plus `paused`. */
-export const ACTIVE_STATUSES: ReadonlySet<DownloadStatus> = new Set(['queued', 'starting', 'downloading', 'paused', 'verifying']);
+/** A row's buttons: the commands of the state machine. */
+export type RowAction = Command;
 
 export const STATUS_LABELS: Readonly<Record<DownloadStatus, string>> = {
   queued: 'Queued',
@@ -22,17 +21,6 @@ export const STATUS_LABELS: Readonly<Record<DownloadStatus, string>> = {
   cancelled: 'Cancelled',
 };
 
-/** The buttons that fit each state (the server answers 409 to the others). */
-const ACTIONS: Readonly<Record<DownloadStatus, readonly RowAction[]>> = {
-  queued: ['pause', 'cancel'],
-  starting: ['pause', 'cancel'],
-  downloading: ['pause', 'cancel'],
-  paused: ['resume', 'cancel'],
-  verifying: ['cancel'],
-  completed: ['remove'],
-  error: ['retry', 'remove'],
-  cancelled: ['retry', 'remove'],
-};
 const ALL_ACTIONS: readonly RowAction[] = ['pause', 'resume', 'retry', 'cancel', 'remove'];
 const ACTION_LABELS: Readonly<Record<RowAction, string>> = { pause: 'Pause', resume: 'Resume', cancel: 'Cancel', retry: 'Retry', remove: 'Remove' };
 
@@ -196,10 +184,10 @@ export class Dashboard {
       if (row.status !== undefined) row.commandError = undefined; // a new state: the old refusal no longer applies
       row.status = e.status;
       row.el.dataset.status = e.status;
-      row.section = ACTIVE_STATUSES.has(e.status) ? 'active' : 'finished';
+      row.section = isFinished(e.status) ? 'finished' : 'active';
       row.el.dataset.section = row.section;
       set('badge', row.badge, STATUS_LABELS[e.status]);
-      const fits = ACTIONS[e.status];
+      const fits = COMMANDS[e.status]; // the buttons that fit the state (the server answers 409 to the others)
       for (const action of ALL_ACTIONS) row.buttons[action].hidden = !fits.includes(action);
     }
     attr('dest', () => (row.el.dataset.dest = e.dest), e.dest);
@@ -256,7 +244,7 @@ export class Dashboard {
   private placeRows(): void {
     const active: Entry[] = [];
     const finished: Entry[] = [];
-    for (const e of this.downloads.values()) (ACTIVE_STATUSES.has(e.status) ? active : finished).push(e);
+    for (const e of this.downloads.values()) (isFinished(e.status) ? finished : active).push(e);
     active.sort((a, b) => a.start_time - b.start_time || a.dest.localeCompare(b.dest));
     finished.sort((a, b) => (b.completion_time ?? b.timestamp) - (a.completion_time ?? a.timestamp) || a.dest.localeCompare(b.dest));
     this.arrange(this.els.activeList, active);
@@ -293,7 +281,7 @@ export class Dashboard {
     let total = 0;
     let done = 0;
     for (const e of this.downloads.values()) {
-      if (!ACTIVE_STATUSES.has(e.status)) continue;
+      if (isFinished(e.status)) continue; // paused ones count: they are still to come
       count++;
       if (e.status === 'paused') paused++;
       if (e.status === 'downloading') speed += e.speed;

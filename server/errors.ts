@@ -1,9 +1,12 @@
+import type { ErrorCode, HttpErrorCode, RegisteredErrorCode } from './protocol/error-codes';
+
 /**
  * One error base with a stable `code` (like got's RequestError and ws's WS_ERR_* codes).
  * HTTP-facing errors carry `status`; the error middleware turns them into `{error:{code,message}}`.
+ * The codes and their meanings are listed in protocol/error-codes.ts.
  */
-export class AppError extends Error {
-  readonly code: string;
+export class AppError<C extends string = ErrorCode> extends Error {
+  readonly code: ErrorCode;
   /** HTTP status when this error answers a request. */
   readonly status: number;
   /** Whether a download that failed with it may be retried automatically. */
@@ -11,8 +14,12 @@ export class AppError extends Error {
   /** Seconds the server asked us to wait (Retry-After), when it did. */
   readonly retryAfter?: number;
 
+  /**
+   * A code written in the source (a literal) must be registered; one only known at runtime (the
+   * system's code of a network or disk failure, a code carried over from another AppError) passes.
+   */
   constructor(
-    code: string,
+    code: C & Checked<C>,
     message: string,
     options: { status?: number; cause?: unknown; retryable?: boolean; retryAfter?: number } = {},
   ) {
@@ -24,14 +31,21 @@ export class AppError extends Error {
     if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
   }
 
-  toJSON(): { code: string; message: string } {
+  toJSON(): { code: ErrorCode; message: string } {
     return { code: this.code, message: this.message };
   }
 }
 
-export const badRequest = (code: string, message: string): AppError => new AppError(code, message, { status: 400 });
-export const notFound = (code: string, message: string): AppError => new AppError(code, message, { status: 404 });
-export const conflict = (code: string, message: string): AppError => new AppError(code, message, { status: 409 });
+/** `C` when it may be a code (see the constructor), else a type whose name says what to do. */
+type Checked<C extends string> = string extends C
+  ? C
+  : C extends RegisteredErrorCode | HttpErrorCode
+    ? C
+    : { 'add the code to ERROR_CODES in server/protocol/error-codes.ts': C };
+
+export const badRequest = (code: RegisteredErrorCode, message: string): AppError => new AppError(code, message, { status: 400 });
+export const notFound = (code: RegisteredErrorCode, message: string): AppError => new AppError(code, message, { status: 404 });
+export const conflict = (code: RegisteredErrorCode, message: string): AppError => new AppError(code, message, { status: 409 });
 
 /** The system errno of an error or its causes (`ECONNRESET`, `ENOSPC`), if any. */
 export function errnoOf(err: unknown): string | undefined {

@@ -14,6 +14,7 @@ import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 import { smallDisk, type SmallDisk } from '../helpers/small-disk';
 import { snapshotTree, treeDiff } from './helpers';
+import { isFinished } from '../../server/protocol/status';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
@@ -52,7 +53,7 @@ describe.each([1, 4])('disk faults with CONNECTIONS=%i', (connections) => {
   const until = async (id: string, status: Entry['status'], timeoutMs = 20_000): Promise<Entry> => {
     const e = await waitFor(() => {
       const now = entryOf(id);
-      return now && (now.status === status || ['completed', 'error', 'cancelled'].includes(now.status)) ? now : undefined;
+      return now && (now.status === status || isFinished(now.status)) ? now : undefined;
     }, `download ${id} to be ${status} (now ${entryOf(id)?.status})`, timeoutMs);
     if (e.status !== status) throw new Error(`${e.dest} ended ${e.status} ${JSON.stringify(e.error)}, not ${status}`);
     return e;

@@ -27,6 +27,7 @@ import { spawnServer, type ChildServer } from '../helpers/child-server';
 import { startFileServer, type FileServer, type RequestRecord } from '../helpers/file-server';
 import { tempDir, waitFor } from '../helpers/harness';
 import WebSocket from 'ws';
+import { isFinished } from '../../server/protocol/status';
 
 const KILLS = 20;
 const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -224,7 +225,7 @@ describe.each([
     const final = await waitFor(async () => {
       last = (await (await fetch(`${child!.url}/status`)).json()) as Record<string, Entry>;
       const entries = Object.values(last);
-      return entries.length === 3 && entries.every((e) => ['completed', 'error', 'cancelled'].includes(e.status)) ? last : undefined;
+      return entries.length === 3 && entries.every((e) => isFinished(e.status)) ? last : undefined;
     }, 'every download to finish', 120_000, 200).catch((err: Error) => {
       throw new Error(`${err.message}\nstatus: ${JSON.stringify(last, null, 1)}\nserver output:\n${child!.output()}`);
     });

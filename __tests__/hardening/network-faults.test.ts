@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type Fault, type FileInfo, type FileOptions, type FileServer, type RequestRecord } from '../helpers/file-server';
 import { connectWs, startTestServer, waitFor, type TestServer, type TestSocket } from '../helpers/harness';
+import { isFinished } from '../../server/protocol/status';
 
 const KiB = 1024;
 /** Four segments of 512 KiB with minSegmentBytes at 256 KiB. */
@@ -217,7 +218,7 @@ describe.each([1, 4])('network faults with CONNECTIONS=%i', (connections) => {
         if (checked !== ctx.current.sha256) wrong = `${abs} appeared holding ${checked}, not the source's ${ctx.current.size} bytes (${ctx.current.sha256})`;
       }
       const now = srv.store.getById(id);
-      return wrong ?? (now && ['completed', 'error', 'cancelled'].includes(now.status) ? now : undefined);
+      return wrong ?? (now && isFinished(now.status) ? now : undefined);
     }, `download ${id} to finish`, 20_000);
     if (typeof e === 'string') throw new Error(e);
     return e;

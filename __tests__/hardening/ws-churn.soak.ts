@@ -30,6 +30,7 @@ import type { Entry, ServerMessage } from '../../server/protocol/wire';
 import { spawnServer, type ChildServer } from '../helpers/child-server';
 import { startFileServer, type FileInfo, type FileServer } from '../helpers/file-server';
 import { connectWs, startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
+import { ACTIVE_STATUSES, isFinished } from '../../server/protocol/status';
 
 const WAVES = 10;
 const PER_WAVE = 100;
@@ -60,7 +61,7 @@ const api = async (url: string, method: string, urlPath: string, body?: unknown)
   (await fetch(url + urlPath, { method, headers: body ? { 'content-type': 'application/json' } : {}, ...(body ? { body: JSON.stringify(body) } : {}) })).json();
 
 let fileCount = 0;
-const ACTIVE = ['queued', 'starting', 'downloading', 'verifying'];
+const ACTIVE = ACTIVE_STATUSES;
 
 /**
  * Keeps downloads running through the churn: starts new ones until three are active. Each takes
@@ -104,7 +105,7 @@ async function churn(url: string, clients: () => Promise<number>, modelsDir: str
   const done = await waitFor(async () => {
     const { downloads } = (await api(url, 'GET', '/api/downloads')) as { downloads: Entry[] };
     const ours = downloads.filter((e) => started.has(e.id));
-    return ours.every((e) => ['completed', 'error', 'cancelled'].includes(e.status)) ? ours : undefined;
+    return ours.every((e) => isFinished(e.status)) ? ours : undefined;
   }, 'every download to finish', 60_000, 200);
   expect(done).toHaveLength(started.size);
   for (const e of done) {

@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { loadConfig, type Config } from '../../server/config';
 import type { Logger } from '../../server/logger';
 import type { Entry, ServerMessage } from '../../server/protocol/wire';
+import { isFinished } from '../../server/protocol/status';
 import { startServer, type ServerHandle, type StartOptions } from '../../server/server';
 
 /** A fresh temp folder, removed by the returned `cleanup`. */
@@ -34,7 +35,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
 export function settled(s: Pick<ServerHandle, 'store'>, id: string, timeoutMs = 10_000): Promise<Entry> {
   return waitFor(() => {
     const e = s.store.getById(id);
-    return e && ['completed', 'error', 'cancelled'].includes(e.status) ? e : undefined;
+    return e && isFinished(e.status) ? e : undefined;
   }, `download ${id} to finish`, timeoutMs);
 }
 

@@ -1,9 +1,28 @@
+import { once } from 'node:events';
 import path from 'node:path';
 import { loadConfig } from '../../server/config';
 import { parseRetryAfter, retryDelay, DEFAULT_RETRY } from '../../server/downloader/retry-delay';
 import { SpeedMeter } from '../../server/downloader/speed-meter';
 import { filenameFromUrl, resolveDest, sanitizeFilename } from '../../server/disk/paths';
 import { isForbiddenAddress, parseSourceUrl, redactUrl } from '../../server/net/url-policy';
+import { ERROR_CODES } from '../../server/protocol/error-codes';
+import { createTransition, IllegalTransitionError, underTest } from '../../server/downloader/transition';
+import { attemptAbort } from '../../server/downloader/attempt-abort';
+import { AppError } from '../../server/errors';
+import { createEntry } from '../../server/store/entry';
+import {
+  ACTIVE_STATUSES,
+  canTransition,
+  COMMAND_TARGETS,
+  commandFits,
+  COMMANDS,
+  FINISHED_STATUSES,
+  isStatus,
+  STATUSES,
+  TRANSITIONS,
+  type Command,
+  type DownloadStatus,
+} from '../../server/protocol/status';
 
 describe('retryDelay', () => {
   const policy = { ...DEFAULT_RETRY, baseMs: 1000, maxMs: 8000, maxFailures: 5 };
@@ -102,4 +121,146 @@ test('while verifying, progress is the checksum pass; otherwise it follows the b
   expect(verifying).toMatchObject({ status: 'verifying', progress: 42, downloaded: 1000 });
   expect(patchEntry(verifying, { status: 'downloading', downloaded: 500 }).progress).toBe(50);
   expect(patchEntry(verifying, { status: 'completed' }).progress).toBe(100);
+});
+
+describe('the download state machine', () => {
+  const all = (t: Readonly<Record<DownloadStatus, readonly unknown[]>>): string[] => Object.keys(t).sort();
+  test('covers every status, and its tables name no other', () => {
+    expect(all(TRANSITIONS)).toEqual([...STATUSES].sort());
+    expect(all(COMMANDS)).toEqual([...STATUSES].sort());
+    for (const to of Object.values(TRANSITIONS).flat()) expect(STATUSES).toContain(to);
+    expect(isStatus('paused')).toBe(true);
+    expect(isStatus('done')).toBe(false);
+    expect(isStatus(undefined)).toBe(false);
+  });
+  test('active and finished are disjoint; paused is the one status in neither', () => {
+    expect(ACTIVE_STATUSES.filter((s) => FINISHED_STATUSES.includes(s))).toEqual([]);
+    expect(STATUSES.filter((s) => !ACTIVE_STATUSES.includes(s) && !FINISHED_STATUSES.includes(s))).toEqual(['paused']);
+  });
+  test('a command leads where the table allows, from every status it fits', () => {
+    for (const status of STATUSES) {
+      for (const [command, to] of Object.entries(COMMAND_TARGETS) as Array<[Command, DownloadStatus]>) {
+        if (commandFits(command, status)) expect([status, command, canTransition(status, to)]).toEqual([status, command, true]);
+      }
+    }
+  });
+  test('the commands that fit each status', () => {
+    const fitting = (command: Command): DownloadStatus[] => STATUSES.filter((s) => commandFits(command, s));
+    expect(fitting('pause')).toEqual(['queued', 'starting', 'downloading']);
+    expect(fitting('resume')).toEqual(['paused']);
+    expect(fitting('cancel')).toEqual(STATUSES.filter((s) => !FINISHED_STATUSES.includes(s)));
+    expect(fitting('retry')).toEqual(['error', 'cancelled']);
+    expect(fitting('remove')).toEqual([...FINISHED_STATUSES]);
+  });
+  test('the page takes it at runtime, as ../server/protocol/status.js (jest maps the .js to the .ts)', async () => {
+    const render = await import('../../client/render');
+    expect(Object.keys(render.STATUS_LABELS).sort()).toEqual([...STATUSES].sort());
+  });
+  test('what the downloader does is allowed, and nothing else gets out of a finished status', () => {
+    // A restart or shutdown puts every active download back in the queue.
+    for (const s of ACTIVE_STATUSES) expect([s, canTransition(s, 'queued')]).toEqual([s, true]);
+    // A running job can fail, and the stale check ends one whose process died.
+    for (const s of ['starting', 'downloading', 'verifying'] as const) expect([s, canTransition(s, 'error')]).toEqual([s, true]);
+    expect(canTransition('starting', 'downloading')).toBe(true);
+    expect(canTransition('downloading', 'starting')).toBe(true); // a retry's backoff
+    expect(canTransition('downloading', 'verifying')).toBe(true);
+    expect(canTransition('verifying', 'completed')).toBe(true);
+    expect(TRANSITIONS.completed).toEqual([]);
+    expect(TRANSITIONS.error).toEqual(['queued']);
+    expect(canTransition('completed', 'completed')).toBe(true); // keeping a status is no change
+    for (const [from, to] of [['paused', 'downloading'], ['paused', 'starting'], ['queued', 'downloading'], ['queued', 'completed'], ['verifying', 'paused'], ['error', 'starting'], ['completed', 'queued']] as const) {
+      expect([from, to, canTransition(from, to)]).toEqual([from, to, false]);
+    }
+  });
+});
+
+describe('transition: the one way the downloader changes a status', () => {
+  const captureLogger = (): { lines: string[]; warn: (m: string) => void } => {
+    const lines: string[] = [];
+    return { lines, warn: (m) => lines.push(`warn ${m}`) };
+  };
+  const entry = (status: DownloadStatus) => createEntry({ dest: 'loras/a.bin', folder: 'loras', filename: 'a.bin', url: 'http://h/a.bin', status, file_size: 1000 });
+  test('a change in the table is made, with its patch', () => {
+    const log = captureLogger();
+    const next = createTransition({ log, strict: true })(entry('downloading'), 'paused', { speed: 0, eta: null, downloaded: 500 });
+    expect(next).toMatchObject({ status: 'paused', speed: 0, eta: null, downloaded: 500, progress: 50 });
+    expect(log.lines).toEqual([]);
+  });
+  test('under tests an illegal change throws and changes nothing', () => {
+    expect(underTest()).toBe(true);
+    const e = entry('completed');
+    expect(() => createTransition({ log: captureLogger() })(e, 'downloading')).toThrow(IllegalTransitionError);
+    expect(() => createTransition({ log: captureLogger() })(e, 'downloading')).toThrow('illegal status change of loras/a.bin: completed → downloading');
+    expect(e.status).toBe('completed');
+  });
+  test('in production an illegal change is logged and made anyway', () => {
+    const log = captureLogger();
+    expect(createTransition({ log, strict: false })(entry('paused'), 'downloading').status).toBe('downloading');
+    expect(log.lines).toEqual([expect.stringMatching(/^warn illegal status change of loras\/a\.bin: paused → downloading .*; made anyway$/)]);
+  });
+});
+
+describe('attemptAbort: the signal of one attempt, linked to the job and watched for stalls', () => {
+  const stalledError = (): AppError => new AppError('STALLED', 'no data', { retryable: true });
+  test("the caller's abort passes through with its reason, and is not a stall", () => {
+    const outer = new AbortController();
+    const a = attemptAbort(outer.signal, { stallMs: 60_000, poll: () => undefined });
+    const reason = new Error('pause');
+    outer.abort(reason);
+    expect(a.signal.aborted).toBe(true);
+    expect(a.signal.reason).toBe(reason);
+    expect(a.stalled).toBe(false);
+    a.dispose();
+  });
+  test('a caller that aborted before the attempt began aborts it at once', () => {
+    const outer = new AbortController();
+    const reason = new Error('pause');
+    outer.abort(reason);
+    const a = attemptAbort(outer.signal, { stallMs: 60_000, poll: () => undefined });
+    expect(a.signal.reason).toBe(reason);
+    a.dispose();
+  });
+  test('a poll that reports a stall aborts with its error and marks it stalled', async () => {
+    let stalled = false;
+    const a = attemptAbort(new AbortController().signal, { stallMs: 200, poll: () => (stalled ? stalledError() : undefined) });
+    stalled = true;
+    await once(a.signal, 'abort');
+    expect(a.stalled).toBe(true);
+    expect(a.signal.reason).toMatchObject({ code: 'STALLED' });
+    a.dispose();
+  });
+  test('a deadline aborts when no answer came in time', async () => {
+    const a = attemptAbort(new AbortController().signal, { stallMs: 50, deadline: stalledError });
+    await once(a.signal, 'abort');
+    expect(a.signal.reason).toMatchObject({ code: 'STALLED' });
+    a.dispose();
+  });
+  test("dispose lets go of the caller's signal and stops the watch; abortUnread ends the request", () => {
+    jest.useFakeTimers();
+    try {
+      const outer = new AbortController();
+      let polls = 0;
+      const a = attemptAbort(outer.signal, { stallMs: 200, poll: () => (polls++, undefined) });
+      jest.advanceTimersByTime(50);
+      expect(polls).toBe(1);
+      a.dispose({ abortUnread: true });
+      jest.advanceTimersByTime(1000);
+      expect(polls).toBe(1);
+      expect(a.signal.reason).toMatchObject({ code: 'ABORTED', message: 'transfer over' });
+      const b = attemptAbort(outer.signal, { stallMs: 50, deadline: stalledError });
+      b.dispose();
+      jest.advanceTimersByTime(1000);
+      outer.abort(new Error('late'));
+      expect(b.signal.aborted).toBe(false); // unlinked, its deadline cleared, and no ABORTED without abortUnread
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+});
+
+test('every registered error code is UPPER_SNAKE and has a one-line meaning', () => {
+  for (const [code, meaning] of Object.entries(ERROR_CODES)) {
+    expect(code).toMatch(/^[A-Z][A-Z0-9_]*$/);
+    expect(meaning).toMatch(/^[^\n]{10,120}$/);
+  }
 });

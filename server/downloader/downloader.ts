@@ -1,21 +1,29 @@
+/**
+ * The Downloader: the queue and the commands. At most `maxConcurrent` downloads transfer at once,
+ * the rest wait as `queued`; add, pause, resume, cancel, retry, remove and clear change entries and
+ * start or stop jobs. All state lives in the store's entries; this class only changes them.
+ * A job's attempts are in run.ts, its end in verify.ts and job.ts; maintenance.ts and orphans.ts
+ * hold what runs outside jobs.
+ */
 import fs from 'node:fs';
-import path from 'node:path';
 import { EventEmitter } from 'node:events';
-import { setTimeout as delay } from 'node:timers/promises';
-import { createEntry, nowSeconds, patchEntry } from '../store/entry';
+import { createEntry, nowSeconds } from '../store/entry';
 import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, resolveDest } from '../disk/paths';
-import { ACTIVE_STATUSES, FINISHED_STATUSES, type AddRequest, type AddResult, type Entry } from '../protocol/wire';
+import type { AddRequest, AddResult, Entry } from '../protocol/wire';
+import { commandFits, isActive, isFinished, type Command } from '../protocol/status';
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
-import { bytesOnDisk, commitPart, hashFile, partPath, readMeta, removePart } from '../disk/part-file';
+import { removePart } from '../disk/part-file';
 import { createAgent } from '../net/agent';
-import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './retry-delay';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry-delay';
 import { plainSource, type SourceResolver } from './source';
-import { SpeedMeter } from './speed-meter';
-import { attemptSegmented, NOT_SEGMENTABLE } from './segments';
-import { attemptTransfer, type AttemptOptions, type TransferState } from './transfer';
+import { Stop, type Job, type JobDeps, type StopKind } from './job';
+import { runJob } from './run';
+import { maintain, mergeExternal } from './maintenance';
+import { adoptOrphans } from './orphans';
+import { createTransition, type Transition } from './transition';
 
 export interface DownloaderOptions {
   store: StatusStore;
@@ -42,27 +50,9 @@ export interface DownloaderOptions {
   resolveSource?: SourceResolver;
 }
 
-type StopKind = 'pause' | 'cancel' | 'shutdown';
-/** Why a job was aborted; carried as the AbortSignal's reason. */
-class Stop extends Error {
-  constructor(readonly kind: StopKind) {
-    super(`download ${kind}`);
-  }
-}
-
-interface Job {
-  dest: string;
-  abs: string;
-  controller: AbortController;
-  done: Promise<void>;
-}
-
 const SHA256 = /^[0-9a-fA-F]{64}$/;
 
-/**
- * The queue and the life of every download: at most `maxConcurrent` transfer at once, the rest
- * wait as `queued`. All state lives in the store's entries; this class only changes them.
- */
+/** The queue and the commands of every download (see the top of this file). */
 export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly store: StatusStore;
   private readonly log: Logger;
@@ -73,8 +63,11 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly queue: string[] = [];
   /** Source URLs as given, credentials included; memory only, never written anywhere. */
   private readonly sources = new Map<string, URL>();
-  /** This downloader's HTTP connections (per-host caps, idle keep-alive); intake's name probes use it too. */
+  private readonly jobDeps: JobDeps;
+  /** This Downloader's HTTP connections (pool, per-host caps): closed with it, and no one else's. */
   readonly agent = createAgent();
+  /** Every status change goes through it (checked against the state machine of protocol/status.ts). */
+  private readonly transition: Transition;
   private maintenance: NodeJS.Timeout | undefined;
   private state: 'idle' | 'running' | 'closing' | 'closed' = 'idle';
 
@@ -95,6 +88,22 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     };
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
     this.resolveSource = options.resolveSource ?? plainSource;
+    this.transition = createTransition({ log: this.log });
+    this.jobDeps = {
+      store: this.store,
+      agent: this.agent,
+      log: this.log,
+      stallMs: this.o.stallMs,
+      progressIntervalMs: this.o.progressIntervalMs,
+      connections: this.o.connections,
+      minSegmentBytes: this.o.minSegmentBytes,
+      retryPolicy: this.retryPolicy,
+      resolveSource: this.resolveSource,
+      givenUrl: (dest) => this.sources.get(dest),
+      forgetUrl: (dest) => this.sources.delete(dest),
+      finished: (entry) => this.emit('finished', entry),
+      transition: this.transition,
+    };
   }
 
   /** Resumes what the status file says was under way, and starts periodic maintenance. */
@@ -102,13 +111,13 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     if (this.state !== 'idle') return;
     this.state = 'running';
     this.store.on('external', (entries) => this.applyExternal(entries));
-    await this.adoptOrphans();
+    await adoptOrphans({ store: this.store, modelsDir: this.o.modelsDir, log: this.log });
     const unfinished = this.store
       .all()
-      .filter((e) => ACTIVE_STATUSES.includes(e.status))
+      .filter((e) => isActive(e.status))
       .sort((a, b) => a.start_time - b.start_time);
     for (const e of unfinished) {
-      this.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null }));
+      this.store.put(this.transition(e, 'queued', { speed: 0, eta: null }));
       this.queue.push(e.dest);
     }
     if (unfinished.length > 0) this.log.info(`resuming ${unfinished.length} unfinished download(s)`);
@@ -138,7 +147,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
     // From here to store.put nothing awaits: two requests in the same tick cannot both pass.
     const existing = this.store.get(d.dest);
-    if (existing && (ACTIVE_STATUSES.includes(existing.status) || existing.status === 'paused' || this.jobs.has(d.dest))) {
+    if (existing && (!isFinished(existing.status) || this.jobs.has(d.dest))) {
       throw Object.assign(conflict('ALREADY_ACTIVE', `${d.dest} is already ${existing.status}`), { download: existing });
     }
     const stat = fs.statSync(d.abs, { throwIfNoEntry: false });
@@ -159,32 +168,32 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   pause(id: string): Entry {
     const e = this.find(id);
-    if (!['queued', 'starting', 'downloading'].includes(e.status)) throw this.wrongState(e, 'pause');
-    const next = this.store.put(patchEntry(e, { status: 'paused', speed: 0, eta: null }));
+    if (!commandFits('pause', e.status)) throw this.wrongState(e, 'pause');
+    const next = this.store.put(this.transition(e, 'paused', { speed: 0, eta: null }));
     this.stopJob(e.dest, 'pause');
     return next;
   }
 
   resume(id: string): Entry {
     const e = this.find(id);
-    if (e.status !== 'paused') throw this.wrongState(e, 'resume');
-    const next = this.store.put(patchEntry(e, { status: 'queued', error: undefined }));
+    if (!commandFits('resume', e.status)) throw this.wrongState(e, 'resume');
+    const next = this.store.put(this.transition(e, 'queued', { error: undefined }));
     this.enqueue(e.dest);
     return next;
   }
 
   cancel(id: string): Entry {
     const e = this.find(id);
-    if (FINISHED_STATUSES.includes(e.status)) throw this.wrongState(e, 'cancel');
-    const next = this.store.put(patchEntry(e, { status: 'cancelled', speed: 0, eta: null, completion_time: nowSeconds() }));
+    if (!commandFits('cancel', e.status)) throw this.wrongState(e, 'cancel');
+    const next = this.store.put(this.transition(e, 'cancelled', { speed: 0, eta: null, completion_time: nowSeconds() }));
     if (!this.stopJob(e.dest, 'cancel')) void this.discardPart(e.dest);
     return next;
   }
 
   retry(id: string): Entry {
     const e = this.find(id);
-    if (e.status !== 'error' && e.status !== 'cancelled') throw this.wrongState(e, 'retry');
-    const next = this.store.put(patchEntry(e, { status: 'queued', error: undefined, speed: 0, eta: null }));
+    if (!commandFits('retry', e.status)) throw this.wrongState(e, 'retry');
+    const next = this.store.put(this.transition(e, 'queued', { error: undefined, speed: 0, eta: null }));
     this.enqueue(e.dest);
     return next;
   }
@@ -192,7 +201,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   /** Forgets a finished download (see forget). */
   remove(id: string): Entry {
     const e = this.find(id);
-    if (!FINISHED_STATUSES.includes(e.status) || this.jobs.has(e.dest)) {
+    if (!commandFits('remove', e.status) || this.jobs.has(e.dest)) {
       throw Object.assign(conflict('ACTIVE', `${e.dest} is ${e.status}; cancel it first`), { download: e });
     }
     this.forget(e);
@@ -213,7 +222,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   clearCompleted(): number {
     let n = 0;
     for (const e of this.store.all()) {
-      if (FINISHED_STATUSES.includes(e.status) && !this.jobs.has(e.dest)) {
+      if (isFinished(e.status) && !this.jobs.has(e.dest)) {
         this.forget(e);
         n++;
       }
@@ -233,51 +242,13 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.state = 'closed';
   }
 
-  /**
-   * A `.part` with its `.part.json` but no entry means the status file was lost or set aside:
-   * list it as `paused` (the user decides: resume or cancel) rather than leave gigabytes unseen.
-   */
-  private async adoptOrphans(): Promise<void> {
-    const found: string[] = [];
-    const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
-      let items: import('node:fs').Dirent[];
-      try {
-        items = await fs.promises.readdir(dir, { withFileTypes: true });
-      } catch {
-        return;
-      }
-      for (const item of items) {
-        if (item.isDirectory() && depth < 4 && !item.name.startsWith('.')) await walk(path.join(dir, item.name), `${rel}${item.name}/`, depth + 1);
-        else if (item.isFile() && item.name.endsWith('.part.json') && rel !== '') found.push(rel + item.name.slice(0, -'.part.json'.length));
-      }
-    };
-    await walk(this.o.modelsDir, '', 0);
-    for (const dest of found) {
-      if (this.store.get(dest)) continue;
-      const slash = dest.lastIndexOf('/');
-      let abs: string;
-      try {
-        abs = resolveDest(this.o.modelsDir, dest.slice(0, slash), dest.slice(slash + 1)).abs;
-      } catch {
-        continue;
-      }
-      const meta = await readMeta(abs);
-      if (!meta || !/^https?:/.test(meta.url)) continue;
-      const downloaded = await bytesOnDisk(abs);
-      this.store.put(
-        createEntry({ dest, folder: dest.slice(0, slash), filename: dest.slice(slash + 1), url: meta.url, status: 'paused', file_size: meta.fileSize, downloaded }),
-      );
-      this.log.warn(`found a partial download of ${dest} (${downloaded} bytes) with no entry in the status file; listed it as paused: resume or cancel it`);
-    }
-  }
-
   private find(id: unknown): Entry {
     const e = typeof id === 'string' ? this.store.getById(id) : undefined;
     if (!e) throw notFound('NOT_FOUND', `No download with id \`${String(id)}\``);
     return e;
   }
 
-  private wrongState(e: Entry, command: string): AppError {
+  private wrongState(e: Entry, command: Command): AppError {
     return Object.assign(conflict('INVALID_STATE', `Cannot ${command} ${e.dest}: it is ${e.status}`), { download: e });
   }
 
@@ -318,7 +289,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const { abs } = resolveDest(this.o.modelsDir, entry.folder, entry.filename);
     const job: Job = { dest: entry.dest, abs, controller: new AbortController(), done: Promise.resolve() };
     this.jobs.set(entry.dest, job);
-    job.done = this.run(job)
+    job.done = runJob(this.jobDeps, job)
       .catch((err: unknown) => this.log.error(`${entry.dest}: unexpected failure: ${(err as Error).stack ?? String(err)}`))
       .finally(() => {
         this.jobs.delete(entry.dest);
@@ -326,214 +297,23 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       });
   }
 
-  /** Applies a change to the job's entry, unless the job was stopped (a command owns the entry then). */
-  private update(job: Job, patch: Parameters<typeof patchEntry>[1], urgency: 'now' | 'soon' = 'now'): Entry | undefined {
-    const current = this.store.get(job.dest);
-    if (!current || job.controller.signal.aborted) return undefined;
-    return this.store.put(patchEntry(current, patch), urgency);
-  }
-
-  private async run(job: Job): Promise<void> {
-    const signal = job.controller.signal;
-    const first = this.store.get(job.dest)!;
-    const source = this.resolveSource(this.sources.get(job.dest) ?? new URL(first.url));
-    const state: TransferState = { hashedBytes: 0, received: 0, expected: {} };
-    const meter = new SpeedMeter();
-    let failures = 0;
-    if (await this.alreadyFinished(job, first)) return;
-    let best = await bytesOnDisk(job.abs);
-    let segmented = true;
-    let result: { size: number; total: number | null } | undefined;
-    try {
-      while (!result) {
-        const e = this.store.get(job.dest)!;
-        this.update(job, { status: 'starting', attempts: e.attempts + 1, speed: 0, eta: null });
-        try {
-          const attempt: AttemptOptions = {
-            source,
-            abs: job.abs,
-            signal,
-            agent: this.agent,
-            stallMs: this.o.stallMs,
-            progressIntervalMs: this.o.progressIntervalMs,
-            wantHash: e.sha256 !== undefined,
-            state,
-            log: (m) => this.log.info(m),
-            onStart: (offset, total) => {
-              meter.reset();
-              meter.sample(offset);
-              const sha256 = this.store.get(job.dest)?.sha256 ?? state.expected.sha256;
-              this.update(job, { status: 'downloading', downloaded: offset, file_size: total, error: undefined, ...(sha256 ? { sha256 } : {}) });
-            },
-            onProgress: (downloaded, total) => {
-              meter.sample(downloaded);
-              const speed = meter.rate();
-              const eta = total !== null && speed > 0 ? Math.max(0, (total - downloaded) / speed) : null;
-              this.update(job, { downloaded, file_size: total, speed, eta }, 'soon');
-            },
-          };
-          // Several connections when allowed and the server serves ranges; a segment map on disk
-          // is resumed as segments whatever CONNECTIONS says now.
-          if (segmented && (this.o.connections > 1 || (await readMeta(job.abs))?.segments)) {
-            const r = await attemptSegmented({ ...attempt, connections: this.o.connections, minSegmentBytes: this.o.minSegmentBytes, retry: this.retryPolicy });
-            if (r === NOT_SEGMENTABLE) segmented = false;
-            else result = r;
-          }
-          result ??= await attemptTransfer(attempt);
-        } catch (err) {
-          if (signal.aborted) throw signal.reason;
-          const error = err instanceof AppError ? err : new AppError('ERROR', (err as Error).message, { cause: err });
-          const size = await bytesOnDisk(job.abs);
-          failures = size > best ? 1 : failures + 1;
-          best = Math.max(best, size);
-          const wait = retryDelay({ failures, retryable: error.retryable, ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter }) }, this.retryPolicy);
-          const attempts = this.store.get(job.dest)!.attempts;
-          if (wait === undefined) {
-            const tried = error.retryable ? ` (gave up after ${attempts} attempts)` : '';
-            this.fail(job, error.code, `${capitalize(error.message)}${tried}`, size);
-            return;
-          }
-          this.log.warn(`${job.dest}: ${error.message}; retrying in ${(wait / 1000).toFixed(1)} s`);
-          this.update(job, { status: 'starting', downloaded: size, speed: 0, eta: null, error: { code: error.code, message: `${capitalize(error.message)}; retrying in ${Math.ceil(wait / 1000)} s` } });
-          await delay(wait, undefined, { signal });
-        }
-      }
-      await this.finish(job, result, state);
-    } catch (err) {
-      await this.stopped(job, err);
-    }
-  }
-
-  private async finish(job: Job, result: { size: number; total: number | null }, state: TransferState): Promise<void> {
-    const signal = job.controller.signal;
-    const expectedSha = this.store.get(job.dest)?.sha256;
-    const streamed = state.hash !== undefined && state.hashedBytes === result.size;
-    const pass = expectedSha !== undefined && !streamed;
-    // With a checksum pass ahead, the bar starts again from 0 for it rather than jumping back later.
-    const entry = this.update(job, { status: 'verifying', downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null, ...(pass ? { progress: 0 } : {}) })!;
-    const expectedSize = state.expected.size;
-    if (expectedSize !== undefined && expectedSize !== result.size) {
-      await removePart(job.abs);
-      this.fail(job, 'SIZE_MISMATCH', `The file has ${result.size} bytes, but its source announced ${expectedSize}; the file was discarded`, 0);
-      return;
-    }
-    if (entry.sha256) {
-      const digest = pass ? await this.verifyPass(job, result.size) : state.hash!.digest('hex');
-      if (digest !== entry.sha256) {
-        await removePart(job.abs);
-        this.fail(job, 'SHA256_MISMATCH', `The downloaded file's sha256 is ${digest}, but ${entry.sha256} was expected; the file was discarded`, 0);
-        return;
-      }
-    }
-    signal.throwIfAborted();
-    await commitPart(job.abs);
-    const done = this.store.put(patchEntry(this.store.get(job.dest)!, { status: 'completed', speed: 0, eta: null, completion_time: nowSeconds(), error: undefined }));
-    this.sources.delete(job.dest);
-    this.log.info(`${job.dest}: completed (${result.size} bytes)`);
-    this.emit('finished', done);
-  }
-
-  /**
-   * A kill between the rename of a finished `.part` and the status write that says `completed`
-   * leaves a whole file under its final name and an entry that says it is under way: finish the
-   * entry (after checking size and sha256) instead of fetching gigabytes again. Only for an entry
-   * that had begun (a fresh `overwrite` must fetch) and has neither `.part` nor `.part.json`.
-   */
-  private async alreadyFinished(job: Job, e: Entry): Promise<boolean> {
-    if (e.attempts === 0 || e.file_size === null) return false;
-    const stat = await fs.promises.stat(job.abs).catch(() => undefined);
-    if (!stat?.isFile() || stat.size !== e.file_size) return false;
-    if ((await fs.promises.stat(partPath(job.abs)).catch(() => undefined)) || (await readMeta(job.abs))) return false;
-    this.update(job, { status: 'verifying', downloaded: stat.size, speed: 0, eta: null, ...(e.sha256 ? { progress: 0 } : {}) });
-    if (e.sha256) {
-      const digest = await hashFile(job.abs, () => undefined, job.controller.signal).catch(() => undefined);
-      if (job.controller.signal.aborted) return true; // paused or removed meanwhile: the command owns the entry
-      if (digest !== e.sha256) return false; // not ours after all: fetch it again (it replaces the file only when whole)
-    }
-    const done = this.update(job, { status: 'completed', speed: 0, eta: null, completion_time: nowSeconds(), error: undefined });
-    if (!done) return true;
-    this.log.info(`${job.dest}: the file was already complete on disk (the server stopped before recording it); marked completed`);
-    this.emit('finished', done);
-    return true;
-  }
-
-  /**
-   * Hashes a `.part` whose bytes did not all stream through one hash in order (segments, a resume
-   * after a restart), showing the pass as the progress of `verifying`, with its own ETA.
-   */
-  private async verifyPass(job: Job, size: number): Promise<string> {
-    const meter = new SpeedMeter();
-    meter.sample(0);
-    return hashFile(
-      partPath(job.abs),
-      (hashed) => {
-        meter.sample(hashed);
-        const rate = meter.rate();
-        this.update(job, { progress: size > 0 ? Math.floor((hashed / size) * 100) : 100, eta: rate > 0 ? (size - hashed) / rate : null }, 'soon');
-      },
-      job.controller.signal,
-    );
-  }
-
-  private fail(job: Job, code: string, message: string, downloaded: number): void {
-    const e = this.update(job, { status: 'error', error: { code, message }, downloaded, speed: 0, eta: null, completion_time: nowSeconds() });
-    this.log.warn(`${job.dest}: ${message}`);
-    if (e) this.emit('finished', e);
-  }
-
-  /** A job ended by a command, a shutdown or a fault outside the transfer (the disk, a bug). */
-  private async stopped(job: Job, err: unknown): Promise<void> {
-    const kind = err instanceof Stop ? err.kind : undefined;
-    if (kind === 'cancel') {
-      await removePart(job.abs).catch(() => undefined);
-    } else if (kind === 'shutdown') {
-      const e = this.store.get(job.dest);
-      if (e && e.status !== 'paused' && e.status !== 'cancelled') {
-        this.store.put(patchEntry(e, { status: 'queued', speed: 0, eta: null, downloaded: await bytesOnDisk(job.abs) }));
-      }
-    } else if (kind === undefined) {
-      const error = err instanceof AppError ? err : new AppError('ERROR', (err as Error).message, { cause: err });
-      this.fail(job, error.code, capitalize(error.message), await bytesOnDisk(job.abs));
-    } else {
-      // pause: the command already set the entry; record the bytes actually on disk
-      const e = this.store.get(job.dest);
-      if (e) this.store.put(patchEntry(e, { downloaded: await bytesOnDisk(job.abs) }));
-    }
-  }
-
-  /** Stale detection and retention; runs periodically, not only at start-up. */
+  /** Stale detection, retention and re-queueing (maintenance.ts); periodic, not only at start-up. */
   private maintain(): void {
-    const now = nowSeconds();
-    for (const e of this.store.all()) {
-      if (this.jobs.has(e.dest)) continue; // a live transfer is never stale: the stall timeout watches it
-      if (['starting', 'downloading', 'verifying'].includes(e.status) && now - e.timestamp > this.o.staleMinutes * 60) {
-        this.store.put(
-          patchEntry(e, {
-            status: 'error',
-            speed: 0,
-            eta: null,
-            completion_time: now,
-            error: { code: 'STALE', message: `No progress for ${this.o.staleMinutes} minutes and no transfer is running; press retry to resume` },
-          }),
-        );
-      } else if (e.status === 'queued' && !this.queue.includes(e.dest)) {
-        this.enqueue(e.dest);
-      } else if (FINISHED_STATUSES.includes(e.status) && now - (e.completion_time ?? e.timestamp) > this.o.retentionHours * 3600) {
-        this.forget(e);
-      }
-    }
+    maintain({
+      store: this.store,
+      staleMinutes: this.o.staleMinutes,
+      retentionHours: this.o.retentionHours,
+      isLive: (dest) => this.jobs.has(dest),
+      isQueued: (dest) => this.queue.includes(dest),
+      enqueue: (dest) => this.enqueue(dest),
+      forget: (e) => this.forget(e),
+      transition: this.transition,
+    });
   }
 
   /** Another process edited the status file: take its entries, except those our live transfers own. */
   private applyExternal(entries: Map<string, Entry>): void {
-    const merged = new Map(entries);
-    for (const dest of this.jobs.keys()) {
-      const ours = this.store.get(dest);
-      if (ours) merged.set(dest, ours);
-    }
-    this.store.replaceAll(merged.values());
+    mergeExternal(this.store, this.jobs.keys(), entries);
     this.maintain();
   }
 }
-
-const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);

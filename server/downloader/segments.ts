@@ -1,15 +1,21 @@
+/**
+ * One attempt over several connections: the file in ranges fetched in parallel into a `.part` of
+ * full size, the segment map saved beside it, idle connections stealing half of the biggest range
+ * left. Falls back (NOT_SEGMENTABLE) when the server serves no ranges or the size is unknown.
+ */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
 import { redactUrl } from '../net/url-policy';
-import { openStream } from '../net/http-client';
 import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from '../disk/part-file';
 import type { Pump } from '../net/raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import { retryDelay, type RetryPolicy } from './retry-delay';
 import { WriteBehind } from '../disk/write-behind';
+import { attemptAbort } from './attempt-abort';
 import type { AttemptOptions, AttemptResult } from './transfer';
+import { openSource } from './source';
 
 export interface SegmentedOptions extends AttemptOptions {
   connections: number;
@@ -68,9 +74,6 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const segments = meta.segments!;
   const validator = isStrongEtag(meta.etag) ? meta.etag : meta.lastModified;
 
-  const local = new AbortController();
-  const onOuterAbort = (): void => local.abort(o.signal.reason);
-  o.signal.addEventListener('abort', onOuterAbort, { once: true });
   const file = await fsp.open(partPath(o.abs), 'r+').catch((err: unknown) => {
     throw diskError(err, o.abs);
   });
@@ -106,15 +109,16 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
         saved = durable;
       })
       .catch(() => undefined));
-  const timers = [
-    setInterval(() => void save(), o.saveIntervalMs ?? 1000),
-    setInterval(() => {
+  const saveTimer = setInterval(() => void save(), o.saveIntervalMs ?? 1000);
+  // Our own signal: the caller's (pause, cancel, shutdown), a connection's stall or its final failure aborts it.
+  const local = attemptAbort(o.signal, {
+    stallMs: o.stallMs,
+    poll: () => {
       const now = Date.now();
-      for (const l of live) {
-        if (!l.waiting && now - l.lastData > o.stallMs) local.abort(new AppError('STALLED', `no data arrived on a connection for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
-      }
-    }, Math.max(50, Math.min(1000, o.stallMs / 4))),
-  ];
+      const stalled = [...live].some((l) => !l.waiting && now - l.lastData > o.stallMs);
+      return stalled ? new AppError('STALLED', `no data arrived on a connection for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }) : undefined;
+    },
+  });
   let lastReport = 0;
   const report = (force = false): void => {
     const now = Date.now();
@@ -152,7 +156,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.onRange?.(from, seg.end - 1);
     const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
     if (validator) headers['If-Range'] = validator;
-    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal, agent: o.agent });
+    const res = await openSource(o.source, headers, local.signal, o.agent);
     if (res.status === 200) {
       res.body.destroy();
       // If-Range failed: the file changed upstream. Never splice two versions: start over.
@@ -236,9 +240,8 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     if (o.signal.aborted) throw o.signal.reason ?? err;
     throw await classifyFailure(err, o.abs, url);
   } finally {
-    for (const t of timers) clearInterval(t);
-    o.signal.removeEventListener('abort', onOuterAbort);
-    if (!local.signal.aborted) local.abort(new AppError('ABORTED', 'transfer over'));
+    clearInterval(saveTimer);
+    local.dispose({ abortUnread: true });
     await behind.settled();
     if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save(true);
     await saving;
@@ -258,12 +261,9 @@ function validMap(segments: Segment[], total: number): boolean {
 /** Asks for the first byte to learn the size, the validator and whether ranges are served; lays out the `.part`. */
 async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENTABLE> {
   const { url } = o.source;
-  const controller = new AbortController();
-  const onAbort = (): void => controller.abort(o.signal.reason);
-  o.signal.addEventListener('abort', onAbort, { once: true });
-  const timer = setTimeout(() => controller.abort(new AppError('STALLED', `no answer for ${Math.round(o.stallMs / 1000)} s`, { retryable: true })), o.stallMs);
+  const local = attemptAbort(o.signal, { stallMs: o.stallMs, deadline: () => new AppError('STALLED', `no answer for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }) });
   try {
-    const res = await openStream(url, { headers: { Range: 'bytes=0-0' }, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: controller.signal, agent: o.agent });
+    const res = await openSource(o.source, { Range: 'bytes=0-0' }, local.signal, o.agent);
     if (res.status !== 206 && res.status !== 200) {
       res.body.destroy();
       throw failureFor(res, o.source);
@@ -297,9 +297,8 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
     return meta;
   } catch (err) {
     if (o.signal.aborted) throw o.signal.reason ?? err;
-    throw await classifyFailure(controller.signal.aborted ? controller.signal.reason : err, o.abs, url);
+    throw await classifyFailure(local.signal.aborted ? local.signal.reason : err, o.abs, url);
   } finally {
-    clearTimeout(timer);
-    o.signal.removeEventListener('abort', onAbort);
+    local.dispose();
   }
 }

@@ -1,4 +1,9 @@
-import type { HeadersFor } from '../net/http-client';
+/**
+ * The plug-in point of sources (Hugging Face, Civitai, plain URLs): what to fetch for a URL a user
+ * gave and how to word its failures; and the one GET of a source's URL with its per-host headers.
+ */
+import type { Agent } from '../net/agent';
+import { openStream, type HeadersFor, type OpenedResponse } from '../net/http-client';
 
 /** What a response looked like, for a source to inspect before its bytes are written. */
 export interface ResponseInfo {
@@ -36,3 +41,8 @@ export interface ResolvedSource {
 export type SourceResolver = (url: URL) => ResolvedSource;
 
 export const plainSource: SourceResolver = (url) => ({ url });
+
+/** GET of the source's URL with `headers`, plus its own per-hop ones (credentials only for their own host). */
+export function openSource(source: Pick<ResolvedSource, 'url' | 'headersFor'>, headers: Record<string, string>, signal: AbortSignal, agent: Agent): Promise<OpenedResponse> {
+  return openStream(source.url, { headers, ...(source.headersFor ? { headersFor: source.headersFor } : {}), signal, agent });
+}

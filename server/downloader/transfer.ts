@@ -1,14 +1,19 @@
+/**
+ * One attempt over one connection: the rest of the file after the bytes already in the `.part`
+ * (Range, with If-Range), appended, with progress, stall detection and the hash while streaming.
+ * Also what carries over between attempts (TransferState) and what every attempt is given.
+ */
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors';
 import { redactUrl } from '../net/url-policy';
-import { openStream } from '../net/http-client';
-import type { Agent } from '../net/agent';
 import { partPath, readMeta, removePart, writeMeta, partSize } from '../disk/part-file';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
-import type { Expectations, ResolvedSource } from './source';
+import type { Agent } from '../net/agent';
+import { openSource, type Expectations, type ResolvedSource } from './source';
 import { WriteBehind } from '../disk/write-behind';
+import { attemptAbort } from './attempt-abort';
 
 /** What carries over between the attempts of one run of a download. */
 export interface TransferState {
@@ -27,7 +32,7 @@ export interface AttemptOptions {
   /** Final path; bytes go to `<abs>.part`. */
   abs: string;
   signal: AbortSignal;
-  /** The downloader's connections: every request of the attempt goes through them. */
+  /** The Downloader's connections: its pool, per-host caps and sessions. */
   agent: Agent;
   /** Abort an attempt when no byte arrives for this long. */
   stallMs: number;
@@ -76,23 +81,19 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     if (validator) headers['If-Range'] = validator;
   }
 
-  // Our own controller: the caller's signal (pause, cancel, shutdown) or a stall aborts it.
-  const local = new AbortController();
-  const onOuterAbort = (): void => local.abort(o.signal.reason);
-  o.signal.addEventListener('abort', onOuterAbort, { once: true });
+  // Our own signal: the caller's (pause, cancel, shutdown) or a stall aborts it.
   let lastData = Date.now();
-  let stalled = false;
   let reportIfChanged: (() => void) | undefined;
-  const stallTimer = setInterval(() => {
-    reportIfChanged?.();
-    if (Date.now() - lastData > o.stallMs) {
-      stalled = true;
-      local.abort(new AppError('STALLED', `no data arrived for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }));
-    }
-  }, Math.max(50, Math.min(1000, o.stallMs / 4)));
+  const local = attemptAbort(o.signal, {
+    stallMs: o.stallMs,
+    poll: () => {
+      reportIfChanged?.();
+      return Date.now() - lastData > o.stallMs ? new AppError('STALLED', `no data arrived for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }) : undefined;
+    },
+  });
 
   try {
-    const res = await openStream(url, { headers, ...(o.source.headersFor ? { headersFor: o.source.headersFor } : {}), signal: local.signal, agent: o.agent });
+    const res = await openSource(o.source, headers, local.signal, o.agent);
     const host = res.url.host;
     let total: number | null = null;
     const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;
@@ -202,13 +203,11 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     return { size, total };
   } catch (err) {
     if (o.signal.aborted) throw o.signal.reason ?? err;
-    if (stalled) throw local.signal.reason;
+    if (local.stalled) throw local.signal.reason;
     throw await classifyFailure(err, o.abs, url);
   } finally {
-    clearInterval(stallTimer);
-    o.signal.removeEventListener('abort', onOuterAbort);
     // A response left unread (a failure between its headers and its body) gives back its connection.
-    if (!local.signal.aborted) local.abort(new AppError('ABORTED', 'transfer over'));
+    local.dispose({ abortUnread: true });
   }
 }
 

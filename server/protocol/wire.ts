@@ -1,27 +1,20 @@
 /**
  * The wire protocol: one source of truth for the server, the page and bots.
- * The browser client imports these with `import type`, so nothing here may have runtime code.
- * See ../shared/CONTRACT.md ("The download entry", "WebSocket /ws").
+ * Types only: the browser client imports them with `import type`. What has runtime code (the state
+ * machine, the error registry) is in its own module beside this one.
+ * Described for users in docs/reference.md ("The download entry", "WebSocket /ws").
  */
 
-export type DownloadStatus =
-  | 'queued'
-  | 'starting'
-  | 'downloading'
-  | 'paused'
-  | 'verifying'
-  | 'completed'
-  | 'error'
-  | 'cancelled';
+import type { DownloadStatus } from './status.js';
+import type { ErrorCode } from './error-codes.js';
 
-/** States in which a download holds (or waits for) a transfer slot. */
-export const ACTIVE_STATUSES: readonly DownloadStatus[] = ['queued', 'starting', 'downloading', 'verifying'];
-/** States that end a download; such entries may be cleared. */
-export const FINISHED_STATUSES: readonly DownloadStatus[] = ['completed', 'error', 'cancelled'];
+// The statuses, the state machine and the commands live in status.ts; the codes in error-codes.ts.
+export type { DownloadStatus } from './status.js';
+export type { ErrorCode } from './error-codes.js';
 
 export interface ErrorInfo {
-  /** Stable machine code, e.g. `HTTP_401`, `STALE`, `ENOSPC`, `SHA256_MISMATCH`. */
-  code: string;
+  /** Stable machine code, e.g. `HTTP_401`, `STALE`, `ENOSPC`, `SHA256_MISMATCH` (see error-codes.ts). */
+  code: ErrorCode;
   /** What happened and, where it helps, what to do. */
   message: string;
 }

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { parse as parseDisposition } from 'content-disposition';
 import type { Downloader } from '../downloader/downloader';
-import { openStream, type OpenedResponse } from '../net/http-client';
+import type { OpenedResponse } from '../net/http-client';
+import { openSource } from '../downloader/source';
 import type { Agent } from '../net/agent';
 import { failureFor, refuseNonFile } from '../downloader/response';
 import { AppError, badRequest } from '../errors';
@@ -77,7 +78,7 @@ async function probeName(source: Source, timeoutMs: number, agent: Agent): Promi
   let res: OpenedResponse;
   try {
     // One byte is enough to see the headers; servers that ignore Range get their body dropped.
-    res = await openStream(source.url, { headers: { Range: 'bytes=0-0' }, ...(source.headersFor ? { headersFor: source.headersFor } : {}), signal, agent });
+    res = await openSource(source, { Range: 'bytes=0-0' }, signal, agent);
   } catch (err) {
     if (signal.aborted) {
       throw new AppError('PROBE_TIMEOUT', `${host} did not answer within ${Math.round(timeoutMs / 1000)} s when asked for the file's name; try again`, { status: 502 });

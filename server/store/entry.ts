@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { DownloadStatus, Entry, ErrorInfo, StatusView } from '../protocol/wire';
+import { isStatus } from '../protocol/status';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 
 /** Epoch seconds as a float, the seed's time format. */
@@ -46,8 +47,11 @@ export function progressOf(downloaded: number, size: number | null): number {
   return Math.max(0, Math.min(100, Math.floor((downloaded / size) * 100)));
 }
 
+/** A change to an entry; `error: undefined` removes the error. */
+export type EntryPatch = Partial<Entry> & { error?: ErrorInfo | undefined };
+
 /** A new entry object with `patch` applied and `timestamp`/`progress` kept consistent. */
-export function patchEntry(entry: Entry, patch: Partial<Entry> & { error?: ErrorInfo | undefined }): Entry {
+export function patchEntry(entry: Entry, patch: EntryPatch): Entry {
   const next: Entry = { ...entry, ...patch, timestamp: nowSeconds() };
   if (patch.error === undefined && 'error' in patch) delete next.error;
   // While verifying, progress is that of the checksum pass over the bytes already on disk.
@@ -70,7 +74,6 @@ export function toStatusView(e: Entry): StatusView {
   };
 }
 
-const STATUSES: readonly DownloadStatus[] = ['queued', 'starting', 'downloading', 'paused', 'verifying', 'completed', 'error', 'cancelled'];
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isStr = (v: unknown): v is string => typeof v === 'string';
 
@@ -91,7 +94,7 @@ export function parseEntry(key: string, value: unknown): Entry | string {
   } catch (err) {
     return `unusable url (${(err as { code?: string }).code ?? 'INVALID_URL'})`;
   }
-  if (!isStr(v.status) || !STATUSES.includes(v.status as DownloadStatus)) return `unknown status ${JSON.stringify(v.status)}`;
+  if (!isStatus(v.status)) return `unknown status ${JSON.stringify(v.status)}`;
   const slash = key.lastIndexOf('/');
   if (slash <= 0) return 'key is not <folder>/<filename>';
   const downloaded = isNum(v.downloaded) && v.downloaded >= 0 ? Math.floor(v.downloaded) : 0;
@@ -103,7 +106,7 @@ export function parseEntry(key: string, value: unknown): Entry | string {
     folder: key.slice(0, slash),
     filename: key.slice(slash + 1),
     url,
-    status: v.status as DownloadStatus,
+    status: v.status,
     progress: 0,
     downloaded,
     file_size: fileSize,

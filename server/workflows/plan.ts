@@ -11,6 +11,7 @@ import type { Entry } from '../protocol/wire';
 import type { NodeRef, WantedModel } from './extract';
 import type { Locator } from './locate';
 import type { SourceEntry, SourceIndex } from './source-index';
+import { isFinished } from '../protocol/status';
 
 export type ModelState = 'installed' | 'missing' | 'active' | 'no_source';
 export type ModelSource = 'workflow' | 'catalog' | 'model_list';
@@ -73,8 +74,7 @@ export interface PlanDeps {
   probeTimeoutMs?: number;
 }
 
-/** Every status but these holds the destination (paused included). */
-const FINISHED = new Set(['completed', 'error', 'cancelled']);
+
 
 const GATED_MESSAGE = 'The source needs an account and an accepted licence: accept it on the model page and set HF_TOKEN (CIVITAI_TOKEN for Civitai)';
 
@@ -109,7 +109,7 @@ async function planOne(m: WantedModel, deps: PlanDeps): Promise<{ model: Planned
   }
   const found = await deps.locator.locate(m.folder, m.name);
   const entry = error ? undefined : deps.download(dest);
-  const active = entry && !FINISHED.has(entry.status) ? entry : undefined;
+  const active = entry && !isFinished(entry.status) ? entry : undefined;
   const src = findSource(m, deps);
   const url = src ? deps.mirror(src.entry.url) : null;
   const state: ModelState = active ? 'active' : found ? 'installed' : src ? 'missing' : 'no_source';
