@@ -3,13 +3,16 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './api/app';
 import { Catalog } from './catalog/catalog';
 import type { Config } from './config';
-import { Downloader, type DownloaderOptions } from './downloader/downloader';
+import { Downloader, type AddOptions, type DownloaderOptions } from './downloader/downloader';
 import { acquireLock, LockedError, type InstanceLock } from './store/instance-lock';
 import { intake } from './sources/intake';
 import type { Logger } from './logger';
 import { resolveDest } from './disk/paths';
 import type { AddRequest } from './protocol/wire';
-import { createSources } from './sources';
+import { createSourceMetadata, createSources } from './sources';
+import { intakeRepo } from './sources/groups';
+import { mirrorUrl } from './sources/mirror';
+import { createProbe } from './sources/probe';
 import { StatusStore } from './store/status-store';
 import { WsHub } from './api/ws-hub';
 
@@ -72,8 +75,14 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       ...options.downloader,
     });
     opened.push(() => downloader.close());
-    const add = (req: AddRequest) => intake(req, { downloader, sources, modelsDir: config.modelsDir });
-    const app = createApp({ config, store, downloader, log, intake: add, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
+    // HF_ENDPOINT and CIVITAI_ENDPOINT are mirrors: huggingface.co and civitai.com URLs go there.
+    const mirrored = (req: AddRequest): AddRequest =>
+      req && typeof req === 'object' && typeof req.url === 'string' ? { ...req, url: mirrorUrl(req.url, config) } : req;
+    const add = (req: AddRequest, addOptions?: AddOptions) => intake(mirrored(req), { downloader, sources, modelsDir: config.modelsDir }, addOptions);
+    const meta = createSourceMetadata(config);
+    const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, add);
+    const probe = createProbe({ sources, agent: downloader.agent });
+    const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
     const server = http.createServer(app.callback());
     // Long-lived streams are fine; a client that never finishes its request headers is not.
     server.headersTimeout = 30_000;

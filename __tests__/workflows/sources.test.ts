@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CatalogData } from '../../server/catalog/catalog';
-import { mirrorUrl } from '../../server/workflows/mirror';
+import { mirrorUrl } from '../../server/sources/mirror';
 import { loadModelList, parseModelList, parseSize } from '../../server/workflows/model-list';
 import { catalogSources, indexSources } from '../../server/workflows/source-index';
 import { tempDir } from '../helpers/harness';

@@ -14,6 +14,7 @@ import type { Logger } from '../logger';
 import { listFolders, packageRoot } from '../disk/paths';
 import type { AddRequest, AddResult, Entry, StatusView } from '../protocol/wire';
 import { checkHost, checkOrigin, checkToken } from './security';
+import type { Add, GroupResult } from '../sources/groups';
 import type { StatusStore } from '../store/status-store';
 
 export interface AppDeps {
@@ -22,7 +23,9 @@ export interface AppDeps {
   downloader: Downloader;
   log: Logger;
   /** Starts a download from a request: settles the file name (see intake.ts). @default downloader.add */
-  intake?: (req: AddRequest) => Promise<AddResult>;
+  intake?: Add;
+  /** Starts a Hugging Face folder or repository as a group; undefined for any other URL. */
+  repo?: (req: AddRequest) => Promise<GroupResult | undefined>;
   /** The model catalog; without it there are no catalog routes. */
   catalog?: Catalog;
   /** Folder of the page. @default <repo>/dist/public (built by client/build.js) */
@@ -57,7 +60,7 @@ export function addAnswer(ctx: Context, result: AddResult): void {
 /** Builds the Koa app: routes, security checks and the one error middleware. Does not listen. */
 export function createApp(deps: AppDeps): Koa {
   const { config, store, downloader, log } = deps;
-  const add = deps.intake ?? (async (req: AddRequest) => downloader.add(req));
+  const add: Add = deps.intake ?? (async (req, options) => downloader.add(req, options));
   const app = new Koa();
   app.proxy = false;
   app.silent = true;
@@ -118,8 +121,14 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   router.post('/api/downloads', async (ctx) => {
-    const body = await readBody(ctx);
-    addAnswer(ctx, await add(body as unknown as AddRequest));
+    const body = (await readBody(ctx)) as unknown as AddRequest;
+    const grouped = deps.repo ? await deps.repo(body) : undefined;
+    if (grouped) {
+      ctx.status = 202;
+      ctx.body = grouped;
+      return;
+    }
+    addAnswer(ctx, await add(body));
   });
 
   router.get('/api/downloads/:id', (ctx) => {
@@ -147,7 +156,7 @@ export function createApp(deps: AppDeps): Koa {
     registerCatalogRoutes(router, { catalog: deps.catalog, modelsDir: config.modelsDir, start: async (ctx, req) => addAnswer(ctx, await add(req)) });
   }
 
-  registerWorkflowRoutes(router, { config, store, catalog: deps.catalog, probe: deps.probe });
+  registerWorkflowRoutes(router, { config, store, catalog: deps.catalog, probe: deps.probe, add });
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));

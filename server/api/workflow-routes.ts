@@ -1,7 +1,9 @@
 /**
  * The workflow routes: `POST /api/workflows/plan` reads a workflow (JSON, or a PNG saved by
- * ComfyUI) with this route's own body limits, and answers its plan (server/workflows/). The
- * files a plan reads (extra_model_paths.yaml, the catalog, a model list) are read at each request.
+ * ComfyUI) with this route's own body limits, and answers its plan (server/workflows/);
+ * `POST /api/workflows/download` plans it the same way and starts every missing model that has a
+ * URL, as one group. The files a plan reads (extra_model_paths.yaml, the catalog, a model list)
+ * are read at each request.
  */
 import type Router from '@koa/router';
 import type { Context } from 'koa';
@@ -13,10 +15,11 @@ import type { Entry } from '../protocol/wire';
 import { extractModels } from '../workflows/extract';
 import { loadExtraModelPaths } from '../workflows/extra-paths';
 import { createLocator } from '../workflows/locate';
-import { mirrorUrl } from '../workflows/mirror';
+import { mirrorUrl } from '../sources/mirror';
 import { loadModelList } from '../workflows/model-list';
 import { parseWorkflowBytes, parseWorkflowPng, type ParsedWorkflow } from '../workflows/parse';
-import { planModels, type Plan, type Probe } from '../workflows/plan';
+import { planModels, startable, type Plan, type Probe } from '../workflows/plan';
+import { startGroup, type Add } from '../sources/groups';
 import { catalogSources, indexSources } from '../workflows/source-index';
 
 export type { Probe } from '../workflows/plan';
@@ -33,6 +36,8 @@ export interface WorkflowRouteDeps {
   catalog?: Pick<Catalog, 'read'> | undefined;
   /** Sizes and gating of model URLs. @default knows nothing (plans without sizes) */
   probe?: Probe | undefined;
+  /** Starts one download (intake); without it there is no download route. */
+  add?: Add | undefined;
 }
 
 const knowsNothing: Probe = async () => ({});
@@ -88,5 +93,28 @@ export async function planWorkflow(workflow: ParsedWorkflow, deps: WorkflowRoute
 export function registerWorkflowRoutes(router: Router, deps: WorkflowRouteDeps): void {
   router.post('/api/workflows/plan', async (ctx) => {
     ctx.body = await planWorkflow(await readWorkflow(ctx), deps, planName(ctx));
+  });
+
+  const { add } = deps;
+  if (!add) return;
+  /**
+   * Every `missing` model with a URL started as one group (verified by the link's sha256 when it
+   * gives one); the answer's models say which are now active. Installed, active and sourceless
+   * models are left as they are.
+   */
+  router.post('/api/workflows/download', async (ctx) => {
+    const name = planName(ctx);
+    const plan = await planWorkflow(await readWorkflow(ctx), deps, name);
+    const started = await startGroup(plan.name ?? 'workflow', startable(plan), add);
+    const byDest = new Map(started.downloads.map((d) => [d.dest, d]));
+    const skipped = new Map(started.skipped.map((s) => [`${s.folder}/${s.filename}`, s.error]));
+    const models = plan.models.map((m) => {
+      const d = byDest.get(m.dest);
+      if (d) return { ...m, state: d.status === 'completed' ? ('installed' as const) : ('active' as const), download_id: d.id };
+      const error = skipped.get(m.dest);
+      return error ? { ...m, error } : m;
+    });
+    ctx.status = 202;
+    ctx.body = { group: started.group, models, downloads: started.downloads, ...(started.skipped.length ? { skipped: started.skipped } : {}) };
   });
 }

@@ -11,7 +11,7 @@ import { createEntry, nowSeconds } from '../store/entry';
 import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, resolveDest } from '../disk/paths';
-import type { AddRequest, AddResult, Entry } from '../protocol/wire';
+import type { AddRequest, AddResult, Entry, GroupRef } from '../protocol/wire';
 import { commandFits, isActive, isFinished, type Command } from '../protocol/status';
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
@@ -51,6 +51,12 @@ export interface DownloaderOptions {
 }
 
 const SHA256 = /^[0-9a-fA-F]{64}$/;
+
+/** What the server, not the request body, decides about a new download. */
+export interface AddOptions {
+  /** The workflow or Hugging Face folder it is started with (kept in its entry). */
+  group?: GroupRef;
+}
 
 /** The queue and the commands of every download (see the top of this file). */
 export class Downloader extends EventEmitter<{ finished: [Entry] }> {
@@ -132,7 +138,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     return this.jobs.has(dest);
   }
 
-  add(req: AddRequest): AddResult {
+  add(req: AddRequest, options: AddOptions = {}): AddResult {
     if (this.state === 'closing' || this.state === 'closed') throw new AppError('SHUTTING_DOWN', 'The server is shutting down', { status: 503 });
     if (!req || typeof req !== 'object') throw badRequest('INVALID_BODY', 'Expected a JSON object with `url` and `folder`');
     const source = parseSourceUrl(req.url);
@@ -159,7 +165,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
           : createEntry({ ...d, url: redactUrl(source), status: 'completed', file_size: stat.size, downloaded: stat.size });
       return { outcome: 'already_exists', download };
     }
-    const entry = createEntry({ ...d, url: redactUrl(source), ...(req.sha256 ? { sha256: req.sha256 } : {}) });
+    const entry = createEntry({ ...d, url: redactUrl(source), ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(options.group ? { group: options.group } : {}) });
     this.sources.set(d.dest, source);
     this.store.put(entry);
     this.enqueue(d.dest);

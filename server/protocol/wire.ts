@@ -19,6 +19,17 @@ export interface ErrorInfo {
   message: string;
 }
 
+/**
+ * Downloads started together: the models of one workflow, the files of one Hugging Face folder or
+ * repo. Kept in the status file, so a refreshed page regroups them.
+ */
+export interface GroupRef {
+  /** Up to 64 of [A-Za-z0-9_-]. */
+  id: string;
+  /** What the user would call it: the workflow's name, `org/repo`. */
+  name: string;
+}
+
 /** One download, keyed by `dest`. The same object in the status file, the API and the WebSocket. */
 export interface Entry {
   id: string;
@@ -44,6 +55,8 @@ export interface Entry {
   error?: ErrorInfo;
   sha256?: string;
   attempts: number;
+  /** Set when started as part of a workflow or a Hugging Face folder/repo. */
+  group?: GroupRef;
 }
 
 /** `GET /status` adds the seed's display fields to each entry. */

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { parse as parseDisposition } from 'content-disposition';
-import type { Downloader } from '../downloader/downloader';
+import type { AddOptions, Downloader } from '../downloader/downloader';
 import type { OpenedResponse } from '../net/http-client';
 import { openSource } from '../downloader/source';
 import type { Agent } from '../net/agent';
@@ -34,18 +34,18 @@ const looksLikeFile = (name: string | undefined): name is string => {
  * (`dest` is its key), so when the URL does not end in one (always so for Civitai) the server is
  * asked first: one short GET whose headers are read and whose body is dropped.
  */
-export async function intake(req: AddRequest, deps: IntakeDeps): Promise<AddResult> {
+export async function intake(req: AddRequest, deps: IntakeDeps, options: AddOptions = {}): Promise<AddResult> {
   const { downloader } = deps;
-  if (!req || typeof req !== 'object' || Array.isArray(req)) return downloader.add(req);
+  if (!req || typeof req !== 'object' || Array.isArray(req)) return downloader.add(req, options);
   const url = parseSourceUrl(req.url);
   deps.sources.check(url);
-  if (req.filename !== undefined && req.filename !== '') return downloader.add(req);
+  if (req.filename !== undefined && req.filename !== '') return downloader.add(req, options);
 
   // Refuse a bad folder before anything goes over the network.
   resolveDest(deps.modelsDir, req.folder, 'probe');
   const source = deps.sources.resolve(url);
   const fromPath = source.nameInPath ? filenameFromUrl(source.url) : undefined;
-  if (looksLikeFile(fromPath)) return downloader.add({ ...req, filename: fromPath });
+  if (looksLikeFile(fromPath)) return downloader.add({ ...req, filename: fromPath }, options);
   if (source.nameInPath && url.pathname.replace(/\/+/g, '') === '') {
     throw badRequest('FILENAME_REQUIRED', 'The URL does not end in a file name; give `filename`');
   }
@@ -55,7 +55,7 @@ export async function intake(req: AddRequest, deps: IntakeDeps): Promise<AddResu
   if (!filename) {
     throw badRequest('FILENAME_REQUIRED', `${source.label ?? source.url.host} did not say the file's name and the URL does not end in one; give \`filename\``);
   }
-  return downloader.add({ ...req, filename });
+  return downloader.add({ ...req, filename }, options);
 }
 
 /** The file name a server gives in `Content-Disposition`, as one safe path segment. */

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { DownloadStatus, Entry, ErrorInfo, StatusView } from '../protocol/wire';
+import type { DownloadStatus, Entry, ErrorInfo, GroupRef, StatusView } from '../protocol/wire';
 import { isStatus } from '../protocol/status';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 
@@ -19,6 +19,7 @@ export function createEntry(init: {
   status?: DownloadStatus;
   file_size?: number | null;
   downloaded?: number;
+  group?: GroupRef;
 }): Entry {
   const t = nowSeconds();
   const entry: Entry = {
@@ -38,6 +39,7 @@ export function createEntry(init: {
     attempts: 0,
   };
   if (init.sha256) entry.sha256 = init.sha256.toLowerCase();
+  if (init.group) entry.group = { id: init.group.id, name: init.group.name };
   entry.progress = progressOf(entry.downloaded, entry.file_size);
   return entry;
 }
@@ -118,6 +120,8 @@ export function parseEntry(key: string, value: unknown): Entry | string {
   };
   if (isNum(v.completion_time)) entry.completion_time = v.completion_time;
   if (isStr(v.sha256) && /^[0-9a-f]{64}$/i.test(v.sha256)) entry.sha256 = v.sha256.toLowerCase();
+  const group = parseGroup(v.group);
+  if (group) entry.group = group;
   const err = v.error as Record<string, unknown> | undefined;
   if (err && typeof err === 'object' && isStr(err.code) && isStr(err.message)) {
     entry.error = { code: err.code, message: err.message };
@@ -126,4 +130,15 @@ export function parseEntry(key: string, value: unknown): Entry | string {
   }
   entry.progress = entry.status === 'completed' ? 100 : progressOf(downloaded, fileSize);
   return entry;
+}
+
+const GROUP_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A group as stored (another process may have written it): a usable id, a clean name, or none. */
+export function parseGroup(value: unknown): GroupRef | undefined {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const g = value as Record<string, unknown>;
+  if (!isStr(g.id) || !GROUP_ID.test(g.id) || !isStr(g.name)) return undefined;
+  const name = g.name.replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, '').trim().slice(0, 200);
+  return { id: g.id, name: name || g.id };
 }
