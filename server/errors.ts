@@ -31,8 +31,9 @@ export class AppError<C extends string = ErrorCode> extends Error {
     if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
   }
 
+  /** What a client sees (API, WebSocket, an entry's `error`): never a path of the server's disk. */
   toJSON(): { code: ErrorCode; message: string } {
-    return { code: this.code, message: this.message };
+    return { code: this.code, message: withoutPaths(this.message) };
   }
 }
 
@@ -46,6 +47,15 @@ type Checked<C extends string> = string extends C
 export const badRequest = (code: RegisteredErrorCode, message: string): AppError => new AppError(code, message, { status: 400 });
 export const notFound = (code: RegisteredErrorCode, message: string): AppError => new AppError(code, message, { status: 404 });
 export const conflict = (code: RegisteredErrorCode, message: string): AppError => new AppError(code, message, { status: 409 });
+
+/**
+ * A message without absolute paths: each is cut to its last segment (`open '/srv/models/loras/x.part'`
+ * → `open 'x.part'`). The server's folders are nobody's business, and Node's system errors name
+ * them. A URL's path is left alone (a `/` after `:`, `/`, a word character or a dot is not a path's start).
+ */
+export function withoutPaths(message: string): string {
+  return message.replace(/(?<![\w:/.~-])(?:[A-Za-z]:)?[\\/](?:[^\s'"`\\/]+[\\/])+([^\s'"`\\/]*)/g, '$1');
+}
 
 /** The system errno of an error or its causes (`ECONNRESET`, `ENOSPC`), if any. */
 export function errnoOf(err: unknown): string | undefined {

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../logger';
 import type { Agent } from '../net/agent';
-import { AppError } from '../errors';
+import { AppError, withoutPaths } from '../errors';
 import type { ErrorCode } from '../protocol/error-codes';
 import type { Entry } from '../protocol/wire';
 import { nowSeconds, patchEntry } from '../store/entry';
@@ -72,7 +72,7 @@ export function advance(deps: JobDeps, job: Job, to: DownloadStatus, patch: Stat
 }
 
 export function fail(deps: JobDeps, job: Job, code: ErrorCode, message: string, downloaded: number): void {
-  const e = advance(deps, job, 'error', { error: { code, message }, downloaded, speed: 0, eta: null, completion_time: nowSeconds() });
+  const e = advance(deps, job, 'error', { error: { code, message: withoutPaths(message) }, downloaded, speed: 0, eta: null, completion_time: nowSeconds() });
   deps.log.warn(`${job.dest}: ${message}`);
   if (e) deps.finished(e);
 }

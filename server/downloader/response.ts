@@ -40,6 +40,13 @@ const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EI
  * A disk failure as an AppError that says what happened and what to do, with the errno as its
  * code. Not retried: it needs a person. Names the file, never the server's absolute path.
  */
+/** Whether bytes of the download are on disk to resume from, said as the start of a sentence. */
+function keptPart(abs: string): string {
+  const part = abs.endsWith('.part') ? abs : `${abs}.part`;
+  const size = fs.statSync(part, { throwIfNoEntry: false })?.size ?? 0;
+  return size > 0 ? 'the bytes downloaded so far are kept; ' : 'nothing of it was written; ';
+}
+
 export function diskError(err: unknown, abs: string): AppError {
   const errno = errnoOf(err) ?? 'EIO';
   // A recursive mkdir on a read-only or forbidden disk fails with ENOENT (Node reports the missing
@@ -50,7 +57,7 @@ export function diskError(err: unknown, abs: string): AppError {
   switch (code) {
     case 'ENOSPC':
     case 'EDQUOT':
-      message = `disk full${freeSpace(abs)}; the partial file is kept, free some space and press retry`;
+      message = `disk full${freeSpace(abs)}; ${keptPart(abs)}free some space and press retry`;
       break;
     case 'EROFS':
       message = `cannot write ${name}: its folder is on a read-only disk (EROFS); make it writable and press retry`;
@@ -63,7 +70,8 @@ export function diskError(err: unknown, abs: string): AppError {
       message = `cannot write ${name}: a folder has that name; move it away and press retry`;
       break;
     default:
-      message = `cannot write ${name}: ${(err as Error).message}`;
+      // Node's own message names the absolute path: say the errno and the call instead.
+      message = `cannot write ${name}: ${code}${typeof (err as NodeJS.ErrnoException).syscall === 'string' ? ` (${(err as NodeJS.ErrnoException).syscall})` : ''}`;
   }
   return new AppError(code, message, { cause: err });
 }

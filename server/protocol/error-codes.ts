@@ -96,8 +96,8 @@ export const ERROR_CODES = {
   ENETUNREACH: 'The network is unreachable',
   EPIPE: 'The connection broke while sending',
   // Disk failures keep the system's code (not retried: they need a person):
-  ENOSPC: 'Disk full; the partial file is kept',
-  EDQUOT: 'Disk quota exceeded; the partial file is kept',
+  ENOSPC: 'Disk full; the bytes downloaded so far, if any, are kept',
+  EDQUOT: 'Disk quota exceeded; the bytes downloaded so far, if any, are kept',
   EROFS: 'The folder is on a read-only disk',
   EACCES: 'Permission denied on the folder',
   EPERM: 'Operation not permitted on the folder',
