@@ -1,4 +1,5 @@
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './api/app';
 import { Catalog } from './catalog/catalog';
@@ -63,6 +64,13 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     opened.push(() => catalog.close());
     await catalog.open();
     const sources = createSources(config);
+    // The service's own files may sit inside MODELS_DIR (a pod keeps everything on one volume):
+    // then no download may be written over them, and the log says so once.
+    const ownFiles = [config.statusFile, config.catalogFile, config.extraModelPaths, config.modelListFile].filter((f): f is string => f !== undefined);
+    const inside = ownFiles.filter((f) => path.resolve(f).startsWith(path.resolve(config.modelsDir) + path.sep));
+    if (inside.length > 0) {
+      log.warn(`${inside.map((f) => path.relative(config.modelsDir, f)).join(', ')} inside MODELS_DIR: downloads to those names (and their lock and temp files) are refused`);
+    }
     const downloader = new Downloader({
       store,
       log,
@@ -72,6 +80,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       staleMinutes: config.staleMinutes,
       retentionHours: config.retentionHours,
       resolveSource: sources.resolve,
+      protectedFiles: ownFiles,
       ...options.downloader,
     });
     opened.push(() => downloader.close());

@@ -188,6 +188,16 @@ export function filenameFromUrl(url: URL): string | undefined {
   return sanitizeFilename(decoded);
 }
 
+/**
+ * Which of the service's own files (`own`, absolute) a download to `abs` would replace: the file
+ * itself, its side files (`.lock`, write-file-atomic's temp names, a `.bad-*` copy), or one of
+ * them written as this download's `.part` or segment map. Undefined when none.
+ */
+export function ownFileAt(abs: string, own: readonly string[]): string | undefined {
+  const mine = [abs, `${abs}.part`, `${abs}.part.json`];
+  return own.find((f) => mine.some((m) => m === f || m.startsWith(`${f}.`)))?.split(path.sep).pop();
+}
+
 /** The folder holding package.json, from source (server/) and from the build (dist/server/) alike. */
 export function packageRoot(): string {
   for (let dir = __dirname; ; dir = path.dirname(dir)) {

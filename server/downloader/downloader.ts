@@ -6,11 +6,12 @@
  * hold what runs outside jobs.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { createEntry, nowSeconds } from '../store/entry';
 import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
-import { filenameFromUrl, resolveDest } from '../disk/paths';
+import { filenameFromUrl, ownFileAt, resolveDest } from '../disk/paths';
 import type { AddRequest, AddResult, Entry, GroupRef } from '../protocol/wire';
 import { commandFits, isActive, isFinished, type Command } from '../protocol/status';
 import type { StatusStore } from '../store/status-store';
@@ -48,6 +49,12 @@ export interface DownloaderOptions {
   maintenanceIntervalMs?: number;
   /** Turns a URL a user gave into what to fetch (sources: Hugging Face, Civitai). @default plain URLs */
   resolveSource?: SourceResolver;
+  /**
+   * The service's own files (status file, catalog, extra_model_paths.yaml, model list): no
+   * download may be written over one of them, their lock or their temp files, even with
+   * `overwrite`, when they live inside MODELS_DIR. @default none
+   */
+  protectedFiles?: readonly string[];
 }
 
 const SHA256 = /^[0-9a-fA-F]{64}$/;
@@ -62,9 +69,10 @@ export interface AddOptions {
 export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly store: StatusStore;
   private readonly log: Logger;
-  private readonly o: Required<Omit<DownloaderOptions, 'store' | 'log' | 'retry' | 'resolveSource'>>;
+  private readonly o: Required<Omit<DownloaderOptions, 'store' | 'log' | 'retry' | 'resolveSource' | 'protectedFiles'>>;
   private readonly retryPolicy: RetryPolicy;
   private readonly resolveSource: SourceResolver;
+  private readonly protectedFiles: readonly string[];
   private readonly jobs = new Map<string, Job>();
   private readonly queue: string[] = [];
   /** Source URLs as given, credentials included; memory only, never written anywhere. */
@@ -94,6 +102,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     };
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
     this.resolveSource = options.resolveSource ?? plainSource;
+    this.protectedFiles = (options.protectedFiles ?? []).map((f) => path.resolve(f));
     this.transition = createTransition({ log: this.log });
     this.jobDeps = {
       store: this.store,
@@ -150,6 +159,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     const filename = req.filename || filenameFromUrl(source);
     if (!filename) throw badRequest('FILENAME_REQUIRED', 'The URL does not end in a file name; give `filename`');
     const d = resolveDest(this.o.modelsDir, req.folder, filename);
+    const own = ownFileAt(d.abs, this.protectedFiles);
+    if (own) throw badRequest('RESERVED_PATH', `${d.dest} is where the server keeps ${own}; choose another folder or filename`);
 
     // From here to store.put nothing awaits: two requests in the same tick cannot both pass.
     const existing = this.store.get(d.dest);

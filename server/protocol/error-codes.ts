@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   INVALID_FOLDER: '`folder` is not a non-empty string',
   UNKNOWN_FOLDER: '`folder` is neither a ComfyUI model folder nor one under the models folder',
   INVALID_PATH: 'A folder or filename that would leave the models folder or is not a safe name',
+  RESERVED_PATH: 'A destination that is one of the server\'s own files (status file, catalog, their lock or temp files)',
   CIVITAI_VERSION_REQUIRED: 'A Civitai model page URL that does not say which version to fetch',
   PROBE_TIMEOUT: 'The server did not answer in time when asked for the file name',
   NOT_FOUND: 'No such download, catalog entry or route',
