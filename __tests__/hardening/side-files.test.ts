@@ -58,3 +58,25 @@ test.each([['1'], ['4']])('a planted <dest>.part link is never written through (
   expect(sha(await fs.readFile(path.join(folder, 'p.bin')))).toBe(f.sha256);
   expect((await fs.lstat(path.join(folder, 'p.bin'))).isSymbolicLink()).toBe(false);
 });
+
+test('only side files the service wrote are adopted: a map-shaped file without its name, or a link, is no phantom download', async () => {
+  const { dir, cleanup } = await tempDir('md-phantom-');
+  try {
+    const loras = path.join(dir, 'models', 'loras');
+    await fs.mkdir(loras, { recursive: true });
+    // A file downloaded before side-file names were refused, shaped like a map; and one with its
+    // .part a link to a file elsewhere.
+    await fs.writeFile(path.join(loras, 'ghost.bin.part.json'), JSON.stringify({ url: 'http://127.0.0.1:9/ghost.bin', fileSize: 10 }));
+    await fs.writeFile(path.join(loras, 'ghost.bin.part'), 'x');
+    outside = await tempDir('md-outside-');
+    await fs.writeFile(path.join(outside.dir, 'victim'), 'v');
+    await fs.symlink(path.join(outside.dir, 'victim'), path.join(loras, 'linked.bin.part'));
+    await fs.writeFile(path.join(loras, 'linked.bin.part.json'), JSON.stringify({ url: 'http://127.0.0.1:9/linked.bin', fileSize: 10, name: 'linked.bin' }));
+    srv = await startTestServer({}, { dir });
+    expect(srv.store.all()).toEqual([]);
+    expect(await fs.readFile(path.join(outside.dir, 'victim'), 'utf8')).toBe('v');
+  } finally {
+    await srv?.stop({ keepDir: true });
+    await cleanup();
+  }
+});

@@ -1,7 +1,9 @@
 /**
  * Adoption of orphan `.part` files at start-up: a `.part` with its `.part.json` but no entry means
  * the status file was lost or set aside. Such a download is listed as `paused` (the user decides:
- * resume or cancel) rather than left unseen, gigabytes on disk.
+ * resume or cancel) rather than left unseen, gigabytes on disk. Only pairs the service wrote are
+ * adopted (see below): a downloaded file that looks like a map must never become a phantom entry
+ * whose cancel deletes it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,7 +11,7 @@ import type { Logger } from '../logger';
 import { createEntry } from '../store/entry';
 import type { StatusStore } from '../store/status-store';
 import { resolveDest } from '../disk/paths';
-import { bytesOnDisk, readMeta } from '../disk/part-file';
+import { bytesOnDisk, metaPath, partPath, readMeta } from '../disk/part-file';
 
 export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; log: Logger }): Promise<void> {
   const found: string[] = [];
@@ -35,8 +37,13 @@ export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; l
     } catch {
       continue;
     }
+    // Only what the service wrote is trusted: a map that names its file (written since maps carry
+    // their name; no destination may take a side file's name) beside a `.part` that is a plain file,
+    // neither of them a link.
+    const plain = async (p: string): Promise<boolean> => (await fs.promises.lstat(p).catch(() => undefined))?.isFile() ?? false;
+    if (!(await plain(partPath(abs))) || !(await plain(metaPath(abs)))) continue;
     const meta = await readMeta(abs);
-    if (!meta || !/^https?:/.test(meta.url)) continue;
+    if (!meta || meta.name !== path.basename(abs) || !/^https?:/.test(meta.url)) continue;
     const downloaded = await bytesOnDisk(abs);
     o.store.put(
       createEntry({ dest, folder: dest.slice(0, slash), filename: dest.slice(slash + 1), url: meta.url, status: 'paused', file_size: meta.fileSize, downloaded }),
