@@ -80,3 +80,32 @@ test('only side files the service wrote are adopted: a map-shaped file without i
     await cleanup();
   }
 });
+
+test('a kill between the rename of a finished download and the removal of its map: the next start finishes it from disk', async () => {
+  const { dir, cleanup } = await tempDir('md-stale-map-');
+  try {
+    files = await startFileServer();
+    const f = files.addFile('/whole.bin', { size: 9 * 1024 * 1024 });
+    srv = await startTestServer({ CONNECTIONS: '4' }, { dir });
+    const id = (await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras', sha256: f.sha256 })).body.download.id as string;
+    expect((await settled(srv, id, 20_000)).status).toBe('completed');
+    await srv.stop({ keepDir: true });
+    // The state a kill right after the rename leaves: the file in place, its map still there, the
+    // entry still downloading.
+    const abs = path.join(dir, 'models', 'loras', 'whole.bin');
+    await fs.writeFile(`${abs}.part.json`, JSON.stringify({ url: f.url, fileSize: f.size, name: 'whole.bin', segments: [{ start: 0, end: f.size, done: f.size }] }));
+    const status = JSON.parse(await fs.readFile(path.join(dir, 'status.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+    status['loras/whole.bin'] = { ...status['loras/whole.bin'], status: 'downloading', progress: 99 };
+    await fs.writeFile(path.join(dir, 'status.json'), JSON.stringify(status));
+    const requestsBefore = files.requests.length;
+
+    srv = await startTestServer({ CONNECTIONS: '4' }, { dir });
+    const e = await settled(srv, id, 20_000);
+    expect(e.status).toBe('completed');
+    expect(sha(await fs.readFile(abs))).toBe(f.sha256);
+    expect(files.requests.length).toBe(requestsBefore); // nothing fetched again
+  } finally {
+    await srv?.stop({ keepDir: true });
+    await cleanup();
+  }
+});

@@ -36,6 +36,9 @@ export const partPath = (abs: string): string => `${abs}.part`;
 export const metaPath = (abs: string): string => `${abs}.part.json`;
 
 export async function readMeta(abs: string): Promise<PartMeta | undefined> {
+  // A map describes its `.part`: with none beside it (a kill between the rename of a finished
+  // download and the map's removal) it describes nothing, and a resume must not trust it.
+  if (!(await fs.lstat(partPath(abs)).catch(() => undefined))?.isFile()) return undefined;
   try {
     const data = JSON.parse(await readFileNoFollow(metaPath(abs))) as PartMeta;
     if (typeof data.url !== 'string') return undefined;
