@@ -278,11 +278,9 @@ describe.each([
       });
     }
     // A download killed after the rename of its finished .part and before the status file said
-    // `completed` used to start again from zero; the downloader now finishes it from disk
-    // (Downloader.alreadyFinished, a69208e). Left: a kill between that rename and the removal of
-    // the .part.json after it (commitPart) still refetches with one connection, and with a segment
-    // map ends in ENOENT (reported; the downloader's to fix). Never a wrong file. Printed here;
-    // SOAK_STRICT=1 makes any refetch fail the run.
+    // `completed` is finished from disk (verify.ts, alreadyFinished), also when the kill came
+    // before its .part.json was removed (a map with no .part is not trusted). Never a wrong file.
+    // Printed here; SOAK_STRICT=1 makes any refetch fail the run.
     if (refetches.length > 0) console.log(`CONNECTIONS=${connections}: complete files fetched again:\n  ${refetches.join('\n  ')}`);
     if (process.env.SOAK_STRICT === '1') expect(refetches).toEqual([]);
     expect(violations).toEqual([]);
