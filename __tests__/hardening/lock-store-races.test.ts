@@ -91,8 +91,10 @@ test('a segment map rewritten in place on a full disk is never left unreadable (
   const segs = (n: number, done: number) => Array.from({ length: n }, (_, i) => ({ start: i * 1000, end: (i + 1) * 1000, done }));
   // A map just under one page (work stealing makes many ranges): about 90 of them.
   let n = 1;
-  while (JSON.stringify({ url: 'http://h/x', fileSize: (n + 1) * 1000, segments: segs(n + 1, 10) }).length + 1 < 4090) n++;
+  // (writeMeta adds the file's name to the map.)
+  while (JSON.stringify({ url: 'http://h/x', fileSize: (n + 1) * 1000, segments: segs(n + 1, 10), name: 'big.bin' }).length + 1 < 4090) n++;
   const old = { url: 'http://h/x', fileSize: n * 1000, segments: segs(n, 10) };
+  await fs.writeFile(abs + '.part', ''); // a map describes its .part: without one it is not read
   await writeMeta(abs, old);
   // Fill the disk.
   const filler = await fs.open(path.join(disk.dir, 'filler'), 'w');
