@@ -9,8 +9,9 @@ import { acquireLock, LockedError, type InstanceLock } from './store/instance-lo
 import { intake } from './sources/intake';
 import type { Logger } from './logger';
 import { resolveDest } from './disk/paths';
-import type { AddRequest } from './protocol/wire';
+import type { AddRequest, AddResult } from './protocol/wire';
 import { createSourceMetadata, createSources } from './sources';
+import { prepareCivitai } from './sources/civitai-intake';
 import { intakeRepo } from './sources/groups';
 import { mirrorUrl } from './sources/mirror';
 import { createProbe } from './sources/probe';
@@ -87,8 +88,12 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     // HF_ENDPOINT and CIVITAI_ENDPOINT are mirrors: huggingface.co and civitai.com URLs go there.
     const mirrored = (req: AddRequest): AddRequest =>
       req && typeof req === 'object' && typeof req.url === 'string' ? { ...req, url: mirrorUrl(req.url, config) } : req;
-    const add = (req: AddRequest, addOptions?: AddOptions) => intake(mirrored(req), { downloader, sources, modelsDir: config.modelsDir }, addOptions);
     const meta = createSourceMetadata(config);
+    const add = async (req: AddRequest, addOptions?: AddOptions): Promise<AddResult> => {
+      const prepared = await prepareCivitai(mirrored(req), { civitai: meta.civitai, modelsDir: config.modelsDir, log });
+      const result = await intake(prepared.req, { downloader, sources, modelsDir: config.modelsDir }, addOptions);
+      return prepared.note ? { ...result, note: prepared.note } : result;
+    };
     const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, add);
     const probe = createProbe({ sources, agent: downloader.agent });
     const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });

@@ -50,10 +50,10 @@ const isOpenPath = (raw: string): boolean => {
 export function addAnswer(ctx: Context, result: AddResult): void {
   if (result.outcome === 'already_exists') {
     ctx.status = 200;
-    ctx.body = { status: 'already_exists', download: result.download };
+    ctx.body = { status: 'already_exists', download: result.download, ...(result.note ? { note: result.note } : {}) };
   } else {
     ctx.status = 202;
-    ctx.body = { download: result.download };
+    ctx.body = { download: result.download, ...(result.note ? { note: result.note } : {}) };
   }
 }
 

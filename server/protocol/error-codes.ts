@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   INVALID_FOLDER: '`folder` is not a non-empty string',
   UNKNOWN_FOLDER: '`folder` is neither a ComfyUI model folder nor one under the models folder',
   INVALID_PATH: 'A folder or filename that would leave the models folder or is not a safe name',
+  INSUFFICIENT_SPACE: 'The file is larger than the free space of the models folder (507)',
   RESERVED_PATH: 'A destination that is one of the server\'s own files (status file, catalog, their lock or temp files)',
   CIVITAI_VERSION_REQUIRED: 'A Civitai model page URL that does not say which version to fetch',
   PROBE_TIMEOUT: 'The server did not answer in time when asked for the file name',

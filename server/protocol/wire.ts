@@ -135,6 +135,8 @@ export interface AddRequest {
 export interface AddResult {
   outcome: 'started' | 'already_exists';
   download: Entry;
+  /** Something the user should know about what was started (Civitai: which version was picked). */
+  note?: string;
 }
 
 export interface ErrorBody {

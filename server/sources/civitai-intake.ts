@@ -1,0 +1,70 @@
+/**
+ * Civitai downloads with what Civitai's API says of them: before one starts, the version's file is
+ * looked up (`/api/v1/model-versions/<id>`, or the model's latest version for a page that names
+ * none): its name, its size (checked against the free space of MODELS_DIR) and its SHA256, which
+ * the finished file must then match. Without this a Civitai download was verified by nothing.
+ * Civitai's API being down does not stop a download (it goes on as before, unverified, and the log
+ * says so); a version or file Civitai says does not exist does.
+ */
+import fs from 'node:fs';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
+import type { AddRequest } from '../protocol/wire';
+import type { CivitaiMetadata } from './civitai-meta';
+
+export interface CivitaiPrepared {
+  req: AddRequest;
+  /** Said to the user: the version was picked for them. */
+  note?: string;
+}
+
+/** Bytes free for an unprivileged writer on the disk holding `dir` (or its nearest existing parent). */
+function freeBytes(dir: string): number | undefined {
+  for (let d = dir; ; ) {
+    try {
+      const s = fs.statfsSync(d);
+      return s.bavail * s.bsize;
+    } catch {
+      const parent = d.replace(/[/\\][^/\\]*$/, '');
+      if (!parent || parent === d) return undefined;
+      d = parent;
+    }
+  }
+}
+
+export async function prepareCivitai(req: AddRequest, deps: { civitai: CivitaiMetadata; modelsDir: string; log: Logger }): Promise<CivitaiPrepared> {
+  if (!req || typeof req !== 'object' || typeof req.url !== 'string') return { req };
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    return { req };
+  }
+  const ref = deps.civitai.parse(url);
+  if (!ref) return { req };
+  let meta;
+  try {
+    meta = await deps.civitai.resolve(ref, AbortSignal.timeout(20_000));
+  } catch (err) {
+    if (err instanceof AppError && err.status >= 400 && err.status < 500) throw err;
+    deps.log.warn(`Civitai's API did not describe ${url.pathname}: ${(err as Error).message}; downloading without its name, size and SHA256`);
+    return { req };
+  }
+  const free = meta.size !== undefined ? freeBytes(deps.modelsDir) : undefined;
+  if (meta.size !== undefined && free !== undefined && free < meta.size) {
+    throw new AppError('INSUFFICIENT_SPACE', `${meta.filename} is ${formatGB(meta.size)} and the models folder has ${formatGB(free)} free; free some space first`, { status: 507 });
+  }
+  // A download URL as given stays (it may carry the user's own `?token=`); a page becomes its file's URL.
+  const isDownloadUrl = /\/api\/download\/models\/\d+/.test(url.pathname);
+  return {
+    req: {
+      ...req,
+      url: isDownloadUrl ? req.url : meta.downloadUrl,
+      ...(req.filename ? {} : { filename: meta.filename }),
+      ...(req.sha256 || !meta.sha256 ? {} : { sha256: meta.sha256 }),
+    },
+    ...(meta.note ? { note: meta.note } : {}),
+  };
+}
+
+const formatGB = (bytes: number): string => `${(bytes / 1024 ** 3).toFixed(bytes < 1024 ** 3 ? 2 : 1)} GB`;
