@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs, UsageError } from '../../cli/args';
-import { createRenderer, line } from '../../cli/render';
+import { createRenderer, line, totalLine } from '../../cli/render';
 import type { Entry } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
@@ -142,7 +142,7 @@ describe('pieces', () => {
   test('a terminal gets its lines redrawn in place; a pipe gets a line per change', () => {
     let t = 0;
     const tty: string[] = [];
-    const r = createRenderer({ isTTY: true, write: (s) => tty.push(s) }, () => t);
+    const r = createRenderer({ isTTY: true, write: (s) => tty.push(s) }, { now: () => t });
     r.draw([entry({ progress: 10 })]);
     t += 50;
     r.draw([entry({ progress: 20 })]); // throttled
@@ -152,13 +152,33 @@ describe('pieces', () => {
     expect(tty[1]).toMatch(/^\x1b\[1A\r\x1b\[2K✓ /);
 
     const pipe: string[] = [];
-    const p = createRenderer({ write: (s) => pipe.push(s) }, () => t);
-    p.draw([entry({ progress: 10 })]);
-    p.draw([entry({ progress: 11 })]); // same status, less than a second later
-    t += 1000;
-    p.draw([entry({ progress: 12 })]);
-    p.draw([entry({ status: 'completed', progress: 100 })]);
-    expect(pipe.map((s) => s.slice(0, 1))).toEqual(['↓', '↓', '✓']);
+    const p = createRenderer({ write: (s) => pipe.push(s) }, { now: () => t });
+    p.draw([entry({ progress: 10, downloaded: 10 })]);
+    p.draw([entry({ progress: 19, downloaded: 19 })]); // same status, same step of 10%
+    p.draw([entry({ progress: 20, downloaded: 20 })]); // the next step
+    p.draw([entry({ progress: 20, downloaded: 21 })]);
+    t += 30_000;
+    p.draw([entry({ progress: 20, downloaded: 22 })]); // bytes move, the percent does not, for 30 s
+    p.draw([entry({ status: 'verifying', progress: 100, downloaded: 100 })]);
+    p.finish([entry({ status: 'completed', progress: 100, downloaded: 100 })]);
+    p.finish([entry({ status: 'completed', progress: 100, downloaded: 100 })]); // nothing new
+    expect(pipe.map((s) => s.slice(0, 1) + s.match(/ +(\d+)%/)![1])).toEqual(['↓10', '↓20', '↓20', '≡100', '✓100']);
+  });
+
+  test('a terminal shows a total line over several downloads, and folds finished ones that do not fit', () => {
+    const many = Array.from({ length: 12 }, (_, i) =>
+      entry({ id: `d${i}`, dest: `loras/f${i}.safetensors`, ...(i < 8 ? { status: 'completed' as const, progress: 100, downloaded: 1024, file_size: 1024, speed: 0 } : { downloaded: 512, file_size: 1024, speed: 1024 }) }),
+    );
+    expect(totalLine(many, 'org/parts', { unicode: false })).toBe(
+      'Σ org/parts                            [####################----]  83%  10.0 KB / 12.0 KB     4.00 KB/s  ETA 1 s  8/12 completed',
+    );
+    const out: string[] = [];
+    createRenderer({ isTTY: true, rows: 8, write: (s) => out.push(s) }, { label: 'org/parts', now: () => 0 }).finish(many);
+    const lines = out[0]!.split('\n').filter(Boolean).map((l) => l.replace('\r\x1b[2K', ''));
+    expect(lines).toHaveLength(6); // within 8 rows: the total, 4 running, one line for the rest
+    expect(lines[0]).toMatch(/^Σ org\/parts /);
+    expect(lines.slice(1, 5).every((l) => l.startsWith('↓ loras/f'))).toBe(true);
+    expect(lines[5]).toBe('  … 8 completed');
   });
 
   test('arguments', () => {
