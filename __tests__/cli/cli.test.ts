@@ -1,8 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs, UsageError } from '../../cli/args';
 import { createRenderer, line, totalLine } from '../../cli/render';
 import type { Entry } from '../../server/protocol/wire';
+import { startFakeHub, type FakeHub } from '../helpers/fake-hub';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 
@@ -35,12 +37,15 @@ function cli(args: string[], env: Record<string, string> = {}, onOutput?: (out: 
 
 let files: FileServer;
 let srv: TestServer;
+let hub: FakeHub | undefined;
 beforeEach(async () => {
   files = await startFileServer();
 });
 afterEach(async () => {
   await srv?.stop();
   await files.close();
+  await hub?.close();
+  hub = undefined;
 });
 
 test('watch draws bars until the downloads are done and exits 0', async () => {
@@ -86,26 +91,66 @@ test('watch exits 1 when a download it watched fails, and says why', async () =>
   expect(run.out).toMatch(/✗ loras\/gone\.safetensors: .*404.* \(HTTP_404\)/);
 });
 
-test('add starts a download, status lists it (also as JSON), and refusals exit 1 with the reason', async () => {
-  srv = await startTestServer();
-  const f = files.addFile('/upscaler-x4.pth', { size: 50_000 });
-  const added = await cli(['add', f.url, '--folder', 'upscale_models', '--sha256', f.sha256, '--server', srv.url]);
-  expect(added).toMatchObject({ code: 0, err: '' });
-  expect(added.out).toContain('Started: upscale_models/upscaler-x4.pth');
-  await waitFor(() => srv.store.all()[0]?.status === 'completed', 'the download');
+test('add waits for its download: a bar that moves, speed and ETA, 100% at the end, exit 0', async () => {
+  // The transfer hangs at a third until the CLI has drawn it on its way: no race with a fast download.
+  srv = await startTestServer({}, { downloader: { stallMs: 60_000 } });
+  const f = files.addFile('/upscaler-x4.pth', { size: 600_000 });
+  files.fault('/upscaler-x4.pth', { stallAfter: 200_000 });
+  let released = false;
+  const run = await cli(['add', f.url, '--folder', 'upscale_models', '--sha256', f.sha256, '--server', srv.url], {}, (out) => {
+    if (!released && /↓ upscale_models\/upscaler-x4\.pth .* [1-9]\d%/.test(out)) {
+      released = true;
+      files.releaseStalls();
+    }
+  });
+  expect(run).toMatchObject({ code: 0, err: '' });
+  expect(run.out).toMatch(/^Started: upscale_models\/upscaler-x4\.pth \(id \w+\)\.\n/);
+  expect(run.out).toMatch(/↓ upscale_models\/upscaler-x4\.pth +\[#+-+\] +[1-9]\d% +\d+ KB \/ 586 KB +[\d.]+ [KM]B\/s +ETA /);
+  expect(run.out).toMatch(/✓ upscale_models\/upscaler-x4\.pth +\[#{24}\] 100% +586 KB \/ 586 KB +completed\n/);
+  expect(run.out).toMatch(/Done: 1 completed\.\n$/);
+  // It returned when the download had ended, verified.
+  expect(srv.store.get('upscale_models/upscaler-x4.pth')).toMatchObject({ status: 'completed', sha256: f.sha256 });
+});
 
-  const again = await cli(['add', f.url, '--folder', 'upscale_models', '--server', srv.url]);
-  expect(again.out).toContain('Already there: upscale_models/upscaler-x4.pth');
+test('add of a URL that answers 404 exits 1 with the reason; a refused request too', async () => {
+  srv = await startTestServer();
+  const run = await cli(['add', `${files.url}/nowhere/model.safetensors`, '--folder', 'loras', '--server', srv.url]);
+  expect(run.code).toBe(1);
+  expect(run.out).toContain('Started: loras/model.safetensors');
+  expect(run.out).toMatch(/✗ loras\/model\.safetensors .* error: .*404/);
+  expect(run.out).toContain('Done: 0 completed, 1 failed.');
+  const error = srv.store.get('loras/model.safetensors')!.error!;
+  expect(error.code).toBe('HTTP_404');
+  expect(run.out).toContain(`  ✗ loras/model.safetensors: ${error.message} (HTTP_404)\n`);
+
+  const refused = await cli(['add', `${files.url}/x.bin`, '--folder', '../etc', '--server', srv.url]);
+  expect(refused.code).toBe(1);
+  expect(refused.err).toMatch(/^error: .*\(INVALID_PATH\)\n$/);
+});
+
+test('add --no-wait returns once the server took it; an existing file is already there (exit 0); status lists them', async () => {
+  srv = await startTestServer({}, { downloader: { stallMs: 60_000 } });
+  const f = files.addFile('/slow.safetensors', { size: 300_000 });
+  files.fault('/slow.safetensors', { stallAfter: 1000 });
+  const run = await cli(['add', f.url, '--folder', 'loras', '--no-wait', '--server', srv.url]);
+  expect(run).toEqual({ code: 0, err: '', out: expect.stringMatching(/^Started: loras\/slow\.safetensors \(id \w+\)\.\nFollow it with: npm run cli -- watch\n$/) });
+  // The transfer cannot have ended: its source holds it until released.
+  expect(srv.store.get('loras/slow.safetensors')!.status).not.toBe('completed');
+  files.releaseStalls();
+  await waitFor(() => srv.store.get('loras/slow.safetensors')?.status === 'completed', 'the download');
+
+  await fs.mkdir(path.join(srv.modelsDir, 'vae'), { recursive: true });
+  await fs.writeFile(path.join(srv.modelsDir, 'vae', 'have.safetensors'), Buffer.alloc(2048));
+  const requests = files.requests.length;
+  const there = await cli(['add', `${files.url}/have.safetensors`, '--folder', 'vae', '--server', srv.url]);
+  expect(there).toEqual({ code: 0, err: '', out: 'Already there: vae/have.safetensors (2.00 KB); give --filename to save it under another name.\n' });
+  expect(files.requests.length).toBe(requests);
 
   const json = await cli(['status', '--json', '--server', srv.url]);
   expect(json.code).toBe(0);
-  expect(JSON.parse(json.out)).toEqual({ downloads: [expect.objectContaining({ dest: 'upscale_models/upscaler-x4.pth', status: 'completed', sha256: f.sha256 })] });
+  expect(JSON.parse(json.out)).toEqual({ downloads: [expect.objectContaining({ dest: 'loras/slow.safetensors', status: 'completed' })] });
   const text = await cli(['status', '--server', srv.url]);
-  expect(text.out).toMatch(/^✓ upscale_models\/upscaler-x4\.pth .* 100% .*completed\n$/);
-
-  const refused = await cli(['add', f.url, '--folder', '../etc', '--server', srv.url]);
-  expect(refused.code).toBe(1);
-  expect(refused.err).toMatch(/^error: .*\(INVALID_PATH\)\n$/);
+  expect(text.out).toMatch(/^✓ loras\/slow\.safetensors .* 100% .*completed\n$/);
 });
 
 test('API_TOKEN from the environment opens a protected server, over HTTP and the WebSocket', async () => {
@@ -125,6 +170,22 @@ test('a server that is not there is said so, with exit code 2', async () => {
   const run = await cli(['watch', '--server', 'http://127.0.0.1:9']);
   expect(run.code).toBe(2);
   expect(run.err).toContain('Cannot reach http://127.0.0.1:9/');
+});
+
+test('add of a Hugging Face repository waits for every file of its group, one line each', async () => {
+  hub = await startFakeHub();
+  hub.hf.repo('org/parts');
+  hub.hf.commit('org/parts', { 'unet/model.safetensors': Buffer.alloc(200_000, 1), 'vae/vae.safetensors': Buffer.alloc(60_000, 2), 'model_index.json': '{}' });
+  srv = await startTestServer({ HF_ENDPOINT: hub.hf.url });
+  const run = await cli(['add', `${hub.hf.url}/org/parts`, '--folder', 'diffusion_models', '--server', srv.url]);
+  expect(run.err).toBe('');
+  expect(run.code).toBe(0);
+  expect(run.out).toMatch(/^Started 3 files of org\/parts as group \w+\.\n/);
+  for (const dest of ['diffusion_models/parts/unet/model.safetensors', 'diffusion_models/parts/vae/vae.safetensors', 'diffusion_models/parts/model_index.json']) {
+    expect(run.out).toMatch(new RegExp(`✓ ${dest.replace(/\./g, '\\.')} +\\[#{24}\\] 100% .* completed\\n`));
+    expect(srv.store.get(dest)?.status).toBe('completed');
+  }
+  expect(run.out).toMatch(/Done: 3 completed\.\n$/);
 });
 
 describe('pieces', () => {
@@ -183,11 +244,14 @@ describe('pieces', () => {
 
   test('arguments', () => {
     expect(parseArgs(['add', 'https://h/x.bin', '--folder', 'loras'], { PORT: '9000', API_TOKEN: 't' })).toEqual({
-      command: 'add', url: 'https://h/x.bin', folder: 'loras', server: 'http://127.0.0.1:9000/', token: 't', json: false,
+      command: 'add', url: 'https://h/x.bin', folder: 'loras', server: 'http://127.0.0.1:9000/', token: 't', json: false, noWait: false,
     });
     expect(parseArgs(['status', '--json', '--server', 'https://box.example/md'], {})).toMatchObject({ server: 'https://box.example/md/', json: true });
     expect(() => parseArgs(['add'], {})).toThrow(UsageError);
     expect(() => parseArgs(['watch', '--nope'], {})).toThrow(UsageError);
     expect(() => parseArgs(['status', '--server', 'ftp://x'], {})).toThrow(UsageError);
+    expect(parseArgs(['add', 'https://h/x.bin', '--no-wait'], {})).toMatchObject({ command: 'add', noWait: true });
+    expect(() => parseArgs(['watch', '--no-wait'], {})).toThrow(/--no-wait is for `add`/);
+    expect(() => parseArgs(['status', '--folder', 'loras'], {})).toThrow(/--folder is for `add`/);
   });
 });
