@@ -1,6 +1,6 @@
 import { parseArgs as parseNodeArgs } from 'node:util';
 
-export type Command = 'add' | 'watch' | 'status' | 'help';
+export type Command = 'add' | 'watch' | 'status' | 'workflow' | 'help';
 
 export interface CliOptions {
   command: Command;
@@ -9,12 +9,16 @@ export interface CliOptions {
   token?: string;
   /** `add`: the URL to download. */
   url?: string;
+  /** `workflow`: the workflow file (JSON, or a PNG saved by ComfyUI). */
+  file?: string;
   folder: string;
   filename?: string;
   sha256?: string;
   json: boolean;
   /** `add`: return once the server accepted the download instead of waiting for its end. */
   noWait: boolean;
+  /** `workflow`: print the plan, start nothing. */
+  dryRun: boolean;
 }
 
 /** A command line that cannot be run: printed with the usage, exit code 2. */
@@ -28,6 +32,11 @@ Commands:
         a Hugging Face repository or folder URL downloads its files, one bar each.
         Exits 0 when it completed or was already there, 1 when it failed or was cancelled.
         --no-wait returns as soon as the server accepted it.
+  workflow <file.json|file.png> [--dry-run]
+        the models a ComfyUI workflow (or a PNG saved by ComfyUI) needs, as a table; then
+        downloads the missing ones and waits for them. Exits 0 when every model is installed
+        at the end, 1 when one failed or has no source. --dry-run prints the table only
+        (exit 0 only when every model is already installed).
   watch
         live progress until no download is active; exits 1 if one of them failed
   status [--json]
@@ -41,7 +50,7 @@ API_TOKEN is taken from the environment when the server needs one.
 Exit code 2: a wrong command line, or a server that cannot be used (not reachable, wants a token,
 failing with a 5xx).`;
 
-const COMMANDS: readonly Command[] = ['add', 'watch', 'status'];
+const COMMANDS: readonly Command[] = ['add', 'watch', 'status', 'workflow'];
 
 /** Options that only mean something to some commands: given to another, they are a mistake. */
 const ONLY_FOR: Record<string, readonly Command[]> = {
@@ -50,6 +59,7 @@ const ONLY_FOR: Record<string, readonly Command[]> = {
   sha256: ['add'],
   'no-wait': ['add'],
   json: ['status'],
+  'dry-run': ['workflow'],
 };
 
 /** argv (without node and the script) and the environment → what to do. */
@@ -67,6 +77,7 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
         sha256: { type: 'string' },
         json: { type: 'boolean', default: false },
         'no-wait': { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -75,12 +86,13 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
   }
   const { values, positionals } = parsed;
   const [command = 'help', ...rest] = positionals;
-  const defaults = { server: '', folder: 'checkpoints', json: false, noWait: false };
+  const defaults = { server: '', folder: 'checkpoints', json: false, noWait: false, dryRun: false };
   if (values.help || command === 'help') return { command: 'help', ...defaults };
-  if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`Unknown command \`${command}\`; expected add, watch or status`);
+  if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`Unknown command \`${command}\`; expected add, workflow, watch or status`);
   const cmd = command as Exclude<Command, 'help'>;
   if (cmd === 'add' && rest.length !== 1) throw new UsageError('`add` takes exactly one URL');
-  if (cmd !== 'add' && rest.length > 0) throw new UsageError(`\`${cmd}\` takes no arguments, got \`${rest.join(' ')}\``);
+  if (cmd === 'workflow' && rest.length !== 1) throw new UsageError('`workflow` takes exactly one file: a workflow saved as JSON, or a PNG saved by ComfyUI');
+  if (cmd !== 'add' && cmd !== 'workflow' && rest.length > 0) throw new UsageError(`\`${cmd}\` takes no arguments, got \`${rest.join(' ')}\``);
   for (const [option, commands] of Object.entries(ONLY_FOR)) {
     const given = (values as Record<string, unknown>)[option];
     if (given !== undefined && given !== false && !commands.includes(cmd)) throw new UsageError(`--${option} is for \`${commands.join('`, `')}\`, not \`${cmd}\``);
@@ -104,10 +116,12 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
     server: server.toString(),
     ...(token ? { token } : {}),
     ...(cmd === 'add' ? { url: rest[0]! } : {}),
+    ...(cmd === 'workflow' ? { file: rest[0]! } : {}),
     folder: values.folder ?? 'checkpoints',
     ...(values.filename ? { filename: values.filename } : {}),
     ...(values.sha256 ? { sha256: values.sha256 } : {}),
     json: values.json,
     noWait: values['no-wait'],
+    dryRun: values['dry-run'],
   };
 }

@@ -6,6 +6,7 @@ import { CliError, createApi } from './api';
 import { parseArgs, USAGE, UsageError, type CliOptions } from './args';
 import { line } from './render';
 import { watch } from './watch';
+import { workflow } from './workflow';
 
 async function status(c: CommandContext): Promise<number> {
   const { body } = await c.api.request<{ downloads: Entry[] }>('GET', 'api/downloads');
@@ -16,7 +17,7 @@ async function status(c: CommandContext): Promise<number> {
 }
 
 /** The commands that wait for downloads: Ctrl-C stops the waiting, not the downloads. */
-const WAITING = new Set<CliOptions['command']>(['add', 'watch']);
+const WAITING = new Set<CliOptions['command']>(['add', 'watch', 'workflow']);
 
 async function run(o: CliOptions): Promise<number> {
   const c: CommandContext = { o, api: createApi(o.server, o.token), out: process.stdout, err: process.stderr };
@@ -32,6 +33,8 @@ async function run(o: CliOptions): Promise<number> {
       return 0;
     case 'add':
       return add(c);
+    case 'workflow':
+      return workflow(c);
     case 'status':
       return status(c);
     case 'watch':

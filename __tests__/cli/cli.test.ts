@@ -1,12 +1,16 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
+import type { Plan } from '../../cli/answers';
 import { parseArgs, UsageError } from '../../cli/args';
 import { createRenderer, line, totalLine } from '../../cli/render';
+import { planTable, readWorkflowFile } from '../../cli/workflow';
 import type { Entry } from '../../server/protocol/wire';
 import { startFakeHub, type FakeHub } from '../helpers/fake-hub';
 import { startFileServer, type FileServer } from '../helpers/file-server';
-import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
+import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
+import { node, png } from '../workflows/fixtures';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'cli', 'cli', 'main.js');
@@ -47,6 +51,32 @@ afterEach(async () => {
   await hub?.close();
   hub = undefined;
 });
+
+/** A port nothing listens on: one the system gave out and took back. */
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** A UI-format workflow whose loaders name these models, each with its link when it has a URL. */
+function workflowOf(models: Array<{ name: string; folder: string; url?: string; loader?: string }>): object {
+  return {
+    nodes: models.map((m, i) =>
+      node(i + 1, m.loader ?? 'LoraLoaderModelOnly', [m.name, 1], m.url ? { properties: { models: [{ name: m.name, url: m.url, directory: m.folder }] } } : {}),
+    ),
+    links: [],
+  };
+}
+
+/** Writes `content` to a file in the server's temp folder (removed with it); returns its path. */
+async function writeFile(name: string, content: string | Buffer): Promise<string> {
+  const file = path.join(srv.dir, name);
+  await fs.writeFile(file, content);
+  return file;
+}
 
 test('watch draws bars until the downloads are done and exits 0', async () => {
   // The transfer hangs mid-file (no stall timeout) until the watcher has drawn it: no race with a fast download.
@@ -172,6 +202,140 @@ test('a server that is not there is said so, with exit code 2', async () => {
   expect(run.err).toContain('Cannot reach http://127.0.0.1:9/');
 });
 
+test('a server that cannot be used exits 2 for every command: unreachable, or failing with a 5xx', async () => {
+  const port = await closedPort();
+  const server = `http://127.0.0.1:${port}`;
+  srv = await startTestServer();
+  const file = await writeFile('flow.json', JSON.stringify(workflowOf([{ name: 'a.safetensors', folder: 'loras' }])));
+  for (const args of [['add', `${files.url}/a.safetensors`], ['workflow', file], ['workflow', file, '--dry-run'], ['status'], ['watch']]) {
+    const run = await cli([...args, '--server', server]);
+    expect({ args, code: run.code }).toEqual({ args, code: 2 });
+    expect(run.err).toContain(`Cannot reach ${server}/`);
+  }
+  // A catalog that does not parse: the server answers 500 to a plan, which reads it.
+  await fs.writeFile(srv.config.catalogFile, '{ not json');
+  const failing = await cli(['workflow', file, '--dry-run', '--server', srv.url]);
+  expect(failing.code).toBe(2);
+  expect(failing.err).toMatch(/^error: .*\(CATALOG_INVALID, HTTP 500\)\n$/);
+});
+
+test('workflow --dry-run prints the plan as a table and starts nothing: exit 1 while a model has no source, 0 when all are installed', async () => {
+  srv = await startTestServer();
+  const lora = files.addFile('/loras/style.safetensors', { size: 50_000 });
+  await fs.mkdir(path.join(srv.modelsDir, 'vae'), { recursive: true });
+  await fs.writeFile(path.join(srv.modelsDir, 'vae', 'have.safetensors'), Buffer.alloc(1024));
+  const file = await writeFile(
+    'my-flow.json',
+    JSON.stringify(
+      workflowOf([
+        { name: 'style.safetensors', folder: 'loras', url: lora.url },
+        { name: 'have.safetensors', folder: 'vae', loader: 'VAELoader' },
+        { name: 'nowhere.safetensors', folder: 'checkpoints', loader: 'CheckpointLoaderSimple' },
+      ]),
+    ),
+  );
+  const run = await cli(['workflow', file, '--dry-run', '--server', srv.url]);
+  expect(run.err).toBe('');
+  expect(run.code).toBe(1);
+  const host = new URL(files.url).host;
+  expect(run.out).toBe(
+    [
+      'Workflow my-flow: 3 models — 1 installed, 1 missing (48.8 KB to download), 1 without a source',
+      '',
+      '  MODEL                FOLDER       STATE         SIZE  SOURCE',
+      `+ style.safetensors    loras        missing    48.8 KB  workflow · ${host}`,
+      '✓ have.safetensors     vae          installed  1.00 KB  —',
+      '✗ nowhere.safetensors  checkpoints  no_source        —  —',
+      '    no known source: find the file, then `npm run cli -- add <url> --folder checkpoints`',
+      '',
+      'Dry run: nothing started. Without --dry-run, 1 would be downloaded.',
+      '',
+    ].join('\n'),
+  );
+  expect(srv.store.all()).toEqual([]);
+
+  const ready = await writeFile('ready.json', JSON.stringify(workflowOf([{ name: 'have.safetensors', folder: 'vae', loader: 'VAELoader' }])));
+  const installed = await cli(['workflow', ready, '--dry-run', '--server', srv.url]);
+  expect(installed).toMatchObject({ code: 0, err: '' });
+  expect(installed.out).toMatch(/^Workflow ready: 1 model — 1 installed\n/);
+  expect(installed.out).toMatch(/\nEvery model is installed\.\n$/);
+
+  const notWorkflow = await cli(['workflow', await writeFile('other.json', '{"a":1}'), '--server', srv.url]);
+  expect(notWorkflow.code).toBe(1);
+  expect(notWorkflow.err).toMatch(/^error: .*\(NOT_A_WORKFLOW\)\n$/);
+  const noFile = await cli(['workflow', path.join(srv.dir, 'missing.json'), '--server', srv.url]);
+  expect(noFile).toMatchObject({ code: 1, err: expect.stringContaining('no such file') });
+});
+
+test('workflow downloads the missing models as one group, with bars, and exits 0 once every model is installed', async () => {
+  srv = await startTestServer();
+  const unet = files.addFile('/org/unet.safetensors', { size: 300_000 });
+  const lora = files.addFile('/loras/style.safetensors', { size: 50_000 });
+  await fs.mkdir(path.join(srv.modelsDir, 'vae'), { recursive: true });
+  await fs.writeFile(path.join(srv.modelsDir, 'vae', 'have.safetensors'), 'x');
+  const file = await writeFile(
+    'flux-flow.json',
+    JSON.stringify(
+      workflowOf([
+        { name: 'unet.safetensors', folder: 'diffusion_models', url: unet.url, loader: 'UNETLoader' },
+        { name: 'style.safetensors', folder: 'loras', url: lora.url },
+        { name: 'have.safetensors', folder: 'vae', loader: 'VAELoader' },
+      ]),
+    ),
+  );
+  const run = await cli(['workflow', file, '--server', srv.url]);
+  expect(run.err).toBe('');
+  expect(run.code).toBe(0);
+  expect(run.out).toMatch(/^Workflow flux-flow: 3 models — 1 installed, 2 missing \(342 KB to download\)\n/);
+  expect(run.out).toMatch(/\nStarted 2 downloads as group flux-flow \(\w+\)\.\n/);
+  expect(run.out).toMatch(/✓ diffusion_models\/unet\.safetensors +\[#{24}\] 100% +293 KB \/ 293 KB +completed\n/);
+  expect(run.out).toMatch(/✓ loras\/style\.safetensors +\[#{24}\] 100% +48\.8 KB \/ 48\.8 KB +completed\n/);
+  expect(run.out).toMatch(/\nEvery model is installed \(3 of 3\)\.\n$/);
+  expect(await fs.readFile(path.join(srv.modelsDir, 'diffusion_models', 'unet.safetensors'))).toEqual(unet.data);
+
+  // Run again: nothing to start, exit 0 at once.
+  const again = await cli(['workflow', file, '--server', srv.url]);
+  expect(again).toMatchObject({ code: 0, err: '' });
+  expect(again.out).toMatch(/^Workflow flux-flow: 3 models — 3 installed\n/);
+  expect(again.out).not.toContain('Started');
+});
+
+test('workflow exits 1 naming the model whose download failed, and the one without a source', async () => {
+  srv = await startTestServer();
+  const lora = files.addFile('/loras/style.safetensors', { size: 20_000 });
+  const file = await writeFile(
+    'broken.json',
+    JSON.stringify(
+      workflowOf([
+        { name: 'style.safetensors', folder: 'loras', url: lora.url },
+        { name: 'gone.safetensors', folder: 'loras', url: `${files.url}/loras/gone.safetensors` },
+        { name: 'nowhere.safetensors', folder: 'checkpoints', loader: 'CheckpointLoaderSimple' },
+      ]),
+    ),
+  );
+  const run = await cli(['workflow', file, '--server', srv.url]);
+  expect(run.code).toBe(1);
+  expect(run.out).toContain('Started 2 downloads as group broken');
+  const error = srv.store.get('loras/gone.safetensors')!.error!;
+  expect(run.out).toMatch(
+    new RegExp(`\\n1 of 3 models installed; missing:\\n  ✗ loras/gone\\.safetensors: ${error.message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(HTTP_404\\)\\n  ✗ checkpoints/nowhere\\.safetensors: no known source\\n$`),
+  );
+});
+
+test('workflow reads a PNG saved by ComfyUI and downloads its models', async () => {
+  srv = await startTestServer();
+  const ckpt = files.addFile('/ckpt/dream.safetensors', { size: 40_000 });
+  const flow = workflowOf([{ name: 'dream.safetensors', folder: 'checkpoints', url: ckpt.url, loader: 'CheckpointLoaderSimple' }]);
+  const image = await writeFile('render.png', png([{ type: 'tEXt', keyword: 'prompt', text: '{}' }, { type: 'tEXt', keyword: 'workflow', text: JSON.stringify(flow) }]));
+  const run = await cli(['workflow', image, '--server', srv.url]);
+  expect(run.err).toBe('');
+  expect(run.code).toBe(0);
+  expect(run.out).toMatch(/^Workflow render: 1 model — 0 installed, 1 missing \(39\.1 KB to download\)\n/);
+  expect(run.out).toMatch(/✓ checkpoints\/dream\.safetensors .* 100% .* completed\n/);
+  expect(run.out).toMatch(/Every model is installed \(1 of 1\)\.\n$/);
+  expect(await fs.readFile(path.join(srv.modelsDir, 'checkpoints', 'dream.safetensors'))).toEqual(ckpt.data);
+});
+
 test('add of a Hugging Face repository waits for every file of its group, one line each', async () => {
   hub = await startFakeHub();
   hub.hf.repo('org/parts');
@@ -242,16 +406,67 @@ describe('pieces', () => {
     expect(lines[5]).toBe('  … 8 completed');
   });
 
+  test('the plan table: a row per model, notes under it (found at, gated, error, what to do)', () => {
+    const plan: Plan = {
+      name: 'flow',
+      missing_bytes: 6_000_000_000,
+      models: [
+        { name: 'SDXL/base.safetensors', folder: 'checkpoints', dest: 'checkpoints/SDXL/base.safetensors', state: 'installed', url: null, source: null, size: 6_938_000_000, found_at: 'comfyui:models/checkpoints/SDXL/base.safetensors' },
+        { name: 'flux1-dev.safetensors', folder: 'diffusion_models', dest: 'diffusion_models/flux1-dev.safetensors', state: 'missing', url: 'https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors', source: 'catalog', size: 6_000_000_000, gated: 'Accept the licence and set HF_TOKEN' },
+        { name: 'up.pth', folder: 'upscale_models', dest: 'upscale_models/up.pth', state: 'active', url: 'https://example.com/up.pth', source: 'workflow', download_id: 'abc' },
+        { name: '../evil.pt', folder: 'loras', dest: 'loras/../evil.pt', state: 'no_source', url: null, source: null, error: { code: 'INVALID_PATH', message: 'No `..` in a path' } },
+      ],
+    };
+    expect(planTable(plan)).toBe(
+      [
+        'Workflow flow: 4 models — 1 installed, 1 being downloaded, 1 missing (5.59 GB to download), 1 without a source',
+        '',
+        '  MODEL                  FOLDER            STATE         SIZE  SOURCE',
+        '✓ SDXL/base.safetensors  checkpoints       installed  6.46 GB  —',
+        '    found at comfyui:models/checkpoints/SDXL/base.safetensors',
+        '+ flux1-dev.safetensors  diffusion_models  missing    5.59 GB  catalog · huggingface.co',
+        '    gated: Accept the licence and set HF_TOKEN',
+        '↓ up.pth                 upscale_models    active           —  workflow · example.com',
+        '    being downloaded (id abc)',
+        '! ../evil.pt             loras             no_source        —  —',
+        '    error: No `..` in a path (INVALID_PATH)',
+        '    no known source: find the file, then `npm run cli -- add <url> --folder loras/..`',
+        '',
+      ].join('\n'),
+    );
+    expect(planTable({ models: [], missing_bytes: 0 })).toBe('Workflow: 0 models\n');
+  });
+
+  test('a workflow file is sent as it is: a PNG (by its bytes, whatever its name) as image/png, anything else as JSON', async () => {
+    const { dir, cleanup } = await tempDir('md-cli-');
+    try {
+      const image = png([{ type: 'tEXt', keyword: 'workflow', text: '{}' }]);
+      await fs.writeFile(path.join(dir, 'saved.json'), image);
+      await fs.writeFile(path.join(dir, 'flow.json'), '{ "nodes": [] }');
+      const sent = await readWorkflowFile(path.join(dir, 'saved.json'));
+      expect(sent.type).toBe('image/png');
+      expect(Buffer.from(sent.bytes).equals(image)).toBe(true);
+      expect(await readWorkflowFile(path.join(dir, 'flow.json'))).toEqual({ type: 'application/json', bytes: new Uint8Array(Buffer.from('{ "nodes": [] }')) });
+      await expect(readWorkflowFile(dir)).rejects.toThrow(/it is a folder/);
+    } finally {
+      await cleanup();
+    }
+  });
+
   test('arguments', () => {
     expect(parseArgs(['add', 'https://h/x.bin', '--folder', 'loras'], { PORT: '9000', API_TOKEN: 't' })).toEqual({
-      command: 'add', url: 'https://h/x.bin', folder: 'loras', server: 'http://127.0.0.1:9000/', token: 't', json: false, noWait: false,
+      command: 'add', url: 'https://h/x.bin', folder: 'loras', server: 'http://127.0.0.1:9000/', token: 't', json: false, noWait: false, dryRun: false,
     });
     expect(parseArgs(['status', '--json', '--server', 'https://box.example/md'], {})).toMatchObject({ server: 'https://box.example/md/', json: true });
     expect(() => parseArgs(['add'], {})).toThrow(UsageError);
     expect(() => parseArgs(['watch', '--nope'], {})).toThrow(UsageError);
     expect(() => parseArgs(['status', '--server', 'ftp://x'], {})).toThrow(UsageError);
-    expect(parseArgs(['add', 'https://h/x.bin', '--no-wait'], {})).toMatchObject({ command: 'add', noWait: true });
+    expect(parseArgs(['add', 'https://h/x.bin', '--no-wait'], {})).toMatchObject({ command: 'add', noWait: true, dryRun: false });
+    expect(parseArgs(['workflow', 'flow.png', '--dry-run'], {})).toMatchObject({ command: 'workflow', file: 'flow.png', dryRun: true, noWait: false });
+    expect(() => parseArgs(['workflow'], {})).toThrow(/exactly one file/);
+    expect(() => parseArgs(['workflow', 'a.json', 'b.json'], {})).toThrow(UsageError);
+    expect(() => parseArgs(['status', '--dry-run'], {})).toThrow(/--dry-run is for `workflow`/);
+    expect(() => parseArgs(['workflow', 'a.json', '--folder', 'loras'], {})).toThrow(/--folder is for `add`/);
     expect(() => parseArgs(['watch', '--no-wait'], {})).toThrow(/--no-wait is for `add`/);
-    expect(() => parseArgs(['status', '--folder', 'loras'], {})).toThrow(/--folder is for `add`/);
   });
 });
