@@ -4,7 +4,7 @@ import type { Entry } from '../server/protocol/wire';
 import { add, type CommandContext } from './add';
 import { CliError, createApi } from './api';
 import { parseArgs, USAGE, UsageError, type CliOptions } from './args';
-import { line } from './render';
+import { destWidth, line } from './render';
 import { watch } from './watch';
 import { workflow } from './workflow';
 
@@ -12,7 +12,13 @@ async function status(c: CommandContext): Promise<number> {
   const { body } = await c.api.request<{ downloads: Entry[] }>('GET', 'api/downloads');
   if (c.o.json) c.out.write(`${JSON.stringify(body, null, 2)}\n`);
   else if (body.downloads.length === 0) c.out.write('No downloads.\n');
-  else for (const e of body.downloads) c.out.write(`${line(e)}\n`);
+  else {
+    // A group column when some download belongs to one (a workflow, a Hugging Face repository).
+    const groups = body.downloads.map((e) => e.group?.name ?? '');
+    const groupWidth = Math.min(28, Math.max(0, ...groups.map((g) => g.length)));
+    const width = destWidth(body.downloads);
+    for (const e of body.downloads) c.out.write(`${line(e, { unicode: false, destWidth: width, ...(groupWidth > 0 ? { groupWidth } : {}) })}\n`);
+  }
   return 0;
 }
 

@@ -36,6 +36,8 @@ const clip = (text: string, columns: number | undefined): string => (columns && 
 export interface LineOptions {
   unicode: boolean;
   columns?: number;
+  /** Width of a group column before the destination (`status` when some download has a group). */
+  groupWidth?: number;
   /** Width of the destination column. @default 36 */
   destWidth?: number;
 }
@@ -62,7 +64,8 @@ export function line(e: Entry, options: LineOptions = { unicode: false }): strin
       : moving
         ? `${formatSpeed(e.speed)}  ETA ${formatDuration(e.eta)}`
         : e.status;
-  const text = `${MARK[e.status]} ${fit(e.dest, options.destWidth ?? 36)} ${bar(e.progress, 24, options.unicode)} ${formatPercent(e.progress).padStart(4)}  ${bytes.padEnd(21)} ${tail}`;
+  const group = options.groupWidth ? `${fit(e.group?.name ?? '', options.groupWidth)} ` : '';
+  const text = `${MARK[e.status]} ${group}${fit(e.dest, options.destWidth ?? 36)} ${bar(e.progress, 24, options.unicode)} ${formatPercent(e.progress).padStart(4)}  ${bytes.padEnd(21)} ${tail}`;
   return clip(text, options.columns);
 }
 

@@ -293,6 +293,13 @@ test('workflow downloads the missing models as one group, with bars, and exits 0
   expect(run.out).toMatch(/\nEvery model is installed \(3 of 3\)\.\n$/);
   expect(await fs.readFile(path.join(srv.modelsDir, 'diffusion_models', 'unet.safetensors'))).toEqual(unet.data);
 
+  // status shows the group each download belongs to.
+  const status = await cli(['status', '--server', srv.url]);
+  expect(status.out.split('\n').filter(Boolean).sort()).toEqual([
+    expect.stringMatching(/^✓ flux-flow diffusion_models\/unet\.safetensors .* completed$/),
+    expect.stringMatching(/^✓ flux-flow loras\/style\.safetensors .* completed$/),
+  ]);
+
   // Run again: nothing to start, exit 0 at once.
   const again = await cli(['workflow', file, '--server', srv.url]);
   expect(again).toMatchObject({ code: 0, err: '' });
@@ -362,6 +369,8 @@ describe('pieces', () => {
     expect(line(entry({}))).toBe('↓ loras/x.safetensors                  [############------------]  50%  512 MB / 1.00 GB      10.0 MB/s  ETA 52 s');
     expect(line(entry({ status: 'error', error: { code: 'HTTP_401', message: 'Hugging Face answered 401' } }))).toContain('error: Hugging Face answered 401');
     expect(line(entry({}), { unicode: true, columns: 40 })).toHaveLength(40);
+    expect(line(entry({ group: { id: 'g', name: 'org/parts' } }), { unicode: false, groupWidth: 12 })).toMatch(/^↓ org\/parts    loras\/x\.safetensors /);
+    expect(line(entry({}), { unicode: false, groupWidth: 12 })).toMatch(/^↓ {14}loras\/x\.safetensors /);
   });
 
   test('a terminal gets its lines redrawn in place; a pipe gets a line per change', () => {
