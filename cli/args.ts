@@ -1,17 +1,24 @@
 import { parseArgs as parseNodeArgs } from 'node:util';
 
-export type Command = 'add' | 'watch' | 'status' | 'help';
+export type Command = 'add' | 'watch' | 'status' | 'workflow' | 'help';
 
 export interface CliOptions {
   command: Command;
   /** Base URL of the server, e.g. `http://127.0.0.1:8866/`. */
   server: string;
   token?: string;
+  /** `add`: the URL to download. */
   url?: string;
+  /** `workflow`: the workflow file (JSON, or a PNG saved by ComfyUI). */
+  file?: string;
   folder: string;
   filename?: string;
   sha256?: string;
   json: boolean;
+  /** `add`: return once the server accepted the download instead of waiting for its end. */
+  noWait: boolean;
+  /** `workflow`: print the plan, start nothing. */
+  dryRun: boolean;
 }
 
 /** A command line that cannot be run: printed with the usage, exit code 2. */
@@ -20,16 +27,40 @@ export class UsageError extends Error {}
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
 Commands:
-  add <url> [--folder F] [--filename N] [--sha256 H]   start a download (folder: checkpoints unless given)
-  watch                                              live progress until no download is active;
-                                                     exits 1 if one of them failed
-  status [--json]                                    every download, once
+  add <url> [--folder F] [--filename N] [--sha256 H] [--no-wait]
+        download a file (folder: checkpoints unless given) and wait for it with a progress bar;
+        a Hugging Face repository or folder URL downloads its files, one bar each.
+        Exits 0 when it completed or was already there, 1 when it failed or was cancelled.
+        --no-wait returns as soon as the server accepted it.
+  workflow <file.json|file.png> [--dry-run]
+        the models a ComfyUI workflow (or a PNG saved by ComfyUI) needs, as a table; then
+        downloads the missing ones and waits for them. Exits 0 when every model is installed
+        at the end, 1 when one failed or has no source. --dry-run prints the table only
+        (exit 0 only when every model is already installed).
+  watch
+        live progress until no download is active; exits 1 if one of them failed
+  status [--json]
+        every download, once
 
 Options:
   --server URL   the Model Downloader (default http://127.0.0.1:$PORT, PORT defaulting to 8866)
   -h, --help     this text
 
-API_TOKEN is taken from the environment when the server needs one.`;
+API_TOKEN is taken from the environment when the server needs one.
+Exit code 2: a wrong command line, or a server that cannot be used (not reachable, wants a token,
+failing with a 5xx).`;
+
+const COMMANDS: readonly Command[] = ['add', 'watch', 'status', 'workflow'];
+
+/** Options that only mean something to some commands: given to another, they are a mistake. */
+const ONLY_FOR: Record<string, readonly Command[]> = {
+  folder: ['add'],
+  filename: ['add'],
+  sha256: ['add'],
+  'no-wait': ['add'],
+  json: ['status'],
+  'dry-run': ['workflow'],
+};
 
 /** argv (without node and the script) and the environment → what to do. */
 export function parseArgs(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
@@ -45,6 +76,8 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
         filename: { type: 'string' },
         sha256: { type: 'string' },
         json: { type: 'boolean', default: false },
+        'no-wait': { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -53,10 +86,17 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
   }
   const { values, positionals } = parsed;
   const [command = 'help', ...rest] = positionals;
-  if (values.help || command === 'help') return { command: 'help', server: '', folder: 'checkpoints', json: false };
-  if (command !== 'add' && command !== 'watch' && command !== 'status') throw new UsageError(`Unknown command \`${command}\`; expected add, watch or status`);
-  if (command === 'add' && rest.length !== 1) throw new UsageError('`add` takes exactly one URL');
-  if (command !== 'add' && rest.length > 0) throw new UsageError(`\`${command}\` takes no arguments, got \`${rest.join(' ')}\``);
+  const defaults = { server: '', folder: 'checkpoints', json: false, noWait: false, dryRun: false };
+  if (values.help || command === 'help') return { command: 'help', ...defaults };
+  if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`Unknown command \`${command}\`; expected add, workflow, watch or status`);
+  const cmd = command as Exclude<Command, 'help'>;
+  if (cmd === 'add' && rest.length !== 1) throw new UsageError('`add` takes exactly one URL');
+  if (cmd === 'workflow' && rest.length !== 1) throw new UsageError('`workflow` takes exactly one file: a workflow saved as JSON, or a PNG saved by ComfyUI');
+  if (cmd !== 'add' && cmd !== 'workflow' && rest.length > 0) throw new UsageError(`\`${cmd}\` takes no arguments, got \`${rest.join(' ')}\``);
+  for (const [option, commands] of Object.entries(ONLY_FOR)) {
+    const given = (values as Record<string, unknown>)[option];
+    if (given !== undefined && given !== false && !commands.includes(cmd)) throw new UsageError(`--${option} is for \`${commands.join('`, `')}\`, not \`${cmd}\``);
+  }
 
   const raw = values.server ?? `http://127.0.0.1:${env.PORT?.trim() || '8866'}`;
   let server: URL;
@@ -72,13 +112,16 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
 
   const token = env.API_TOKEN?.trim();
   return {
-    command,
+    command: cmd,
     server: server.toString(),
     ...(token ? { token } : {}),
-    ...(command === 'add' ? { url: rest[0]! } : {}),
+    ...(cmd === 'add' ? { url: rest[0]! } : {}),
+    ...(cmd === 'workflow' ? { file: rest[0]! } : {}),
     folder: values.folder ?? 'checkpoints',
     ...(values.filename ? { filename: values.filename } : {}),
     ...(values.sha256 ? { sha256: values.sha256 } : {}),
     json: values.json,
+    noWait: values['no-wait'],
+    dryRun: values['dry-run'],
   };
 }

@@ -1,37 +1,50 @@
 // The terminal client's only module with side effects: read the command line, run, exit.
 // `npm run cli -- <command>` builds it first (tsconfig.cli.json) and runs dist/cli/cli/main.js.
-import type { AddResult, Entry } from '../server/protocol/wire';
+import type { Entry } from '../server/protocol/wire';
+import { add, type CommandContext } from './add';
 import { CliError, createApi } from './api';
 import { parseArgs, USAGE, UsageError, type CliOptions } from './args';
-import { line } from './render';
+import { destWidth, line } from './render';
 import { watch } from './watch';
+import { workflow } from './workflow';
+
+async function status(c: CommandContext): Promise<number> {
+  const { body } = await c.api.request<{ downloads: Entry[] }>('GET', 'api/downloads');
+  if (c.o.json) c.out.write(`${JSON.stringify(body, null, 2)}\n`);
+  else if (body.downloads.length === 0) c.out.write('No downloads.\n');
+  else {
+    // A group column when some download belongs to one (a workflow, a Hugging Face repository).
+    const groups = body.downloads.map((e) => e.group?.name ?? '');
+    const groupWidth = Math.min(28, Math.max(0, ...groups.map((g) => g.length)));
+    const width = destWidth(body.downloads);
+    for (const e of body.downloads) c.out.write(`${line(e, { unicode: false, destWidth: width, ...(groupWidth > 0 ? { groupWidth } : {}) })}\n`);
+  }
+  return 0;
+}
+
+/** The commands that wait for downloads: Ctrl-C stops the waiting, not the downloads. */
+const WAITING = new Set<CliOptions['command']>(['add', 'watch', 'workflow']);
 
 async function run(o: CliOptions): Promise<number> {
-  const api = createApi(o.server, o.token);
+  const c: CommandContext = { o, api: createApi(o.server, o.token), out: process.stdout, err: process.stderr };
+  if (WAITING.has(o.command)) {
+    process.once('SIGINT', () => {
+      process.stderr.write('\nStopped waiting; the server goes on with the downloads (npm run cli -- watch to follow them again).\n');
+      process.exit(130);
+    });
+  }
   switch (o.command) {
     case 'help':
       process.stdout.write(`${USAGE}\n`);
       return 0;
-    case 'add': {
-      const req = { url: o.url, folder: o.folder, ...(o.filename ? { filename: o.filename } : {}), ...(o.sha256 ? { sha256: o.sha256 } : {}) };
-      const { status, body } = await api.request<{ download: Entry; status?: AddResult['outcome']; error?: { message: string } }>('POST', 'api/downloads', req);
-      if (status === 409) {
-        process.stderr.write(`${body.error?.message ?? 'Already active'}: ${body.download.dest}\n`);
-        return 1;
-      }
-      if (body.status === 'already_exists') process.stdout.write(`Already there: ${body.download.dest} (give --filename to save it under another name)\n`);
-      else process.stdout.write(`Started: ${body.download.dest} (id ${body.download.id}). Follow it with: npm run cli -- watch\n`);
-      return 0;
-    }
-    case 'status': {
-      const { body } = await api.request<{ downloads: Entry[] }>('GET', 'api/downloads');
-      if (o.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-      else if (body.downloads.length === 0) process.stdout.write('No downloads.\n');
-      else for (const e of body.downloads) process.stdout.write(`${line(e)}\n`);
-      return 0;
-    }
+    case 'add':
+      return add(c);
+    case 'workflow':
+      return workflow(c);
+    case 'status':
+      return status(c);
     case 'watch':
-      return watch({ server: o.server, ...(o.token ? { token: o.token } : {}), api, out: process.stdout });
+      return watch({ server: o.server, ...(o.token ? { token: o.token } : {}), api: c.api, out: process.stdout });
   }
 }
 
@@ -52,5 +65,9 @@ async function main(): Promise<number> {
   }
 }
 
-// Exit at once: idle keep-alive sockets must not hold a finished command for seconds.
-void main().then((code) => process.exit(code));
+// Exit at once: idle keep-alive sockets must not hold a finished command for seconds. Where
+// stdout is written asynchronously (pipes on macOS, terminals on Windows), its last lines first.
+void main().then((code) => {
+  if (process.stdout.writableLength === 0) process.exit(code);
+  else process.stdout.write('', () => process.exit(code));
+});
