@@ -351,7 +351,7 @@ test('add of a Hugging Face repository waits for every file of its group, one li
   const run = await cli(['add', `${hub.hf.url}/org/parts`, '--folder', 'diffusion_models', '--server', srv.url]);
   expect(run.err).toBe('');
   expect(run.code).toBe(0);
-  expect(run.out).toMatch(/^Started 3 files of org\/parts as group \w+\.\n/);
+  expect(run.out).toMatch(/^Started 3 files of org\/parts \([\d.]+ KB\) as group \w+\.\n/);
   for (const dest of ['diffusion_models/parts/unet/model.safetensors', 'diffusion_models/parts/vae/vae.safetensors', 'diffusion_models/parts/model_index.json']) {
     expect(run.out).toMatch(new RegExp(`✓ ${dest.replace(/\./g, '\\.')} +\\[#{24}\\] 100% .* completed\\n`));
     expect(srv.store.get(dest)?.status).toBe('completed');
@@ -420,10 +420,10 @@ describe('pieces', () => {
       name: 'flow',
       missing_bytes: 6_000_000_000,
       models: [
-        { name: 'SDXL/base.safetensors', folder: 'checkpoints', dest: 'checkpoints/SDXL/base.safetensors', state: 'installed', url: null, source: null, size: 6_938_000_000, found_at: 'comfyui:models/checkpoints/SDXL/base.safetensors' },
-        { name: 'flux1-dev.safetensors', folder: 'diffusion_models', dest: 'diffusion_models/flux1-dev.safetensors', state: 'missing', url: 'https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors', source: 'catalog', size: 6_000_000_000, gated: 'Accept the licence and set HF_TOKEN' },
-        { name: 'up.pth', folder: 'upscale_models', dest: 'upscale_models/up.pth', state: 'active', url: 'https://example.com/up.pth', source: 'workflow', download_id: 'abc' },
-        { name: '../evil.pt', folder: 'loras', dest: 'loras/../evil.pt', state: 'no_source', url: null, source: null, error: { code: 'INVALID_PATH', message: 'No `..` in a path' } },
+        { name: 'SDXL/base.safetensors', folder: 'checkpoints', dest: 'checkpoints/SDXL/base.safetensors', state: 'installed', url: null, source: null, size: 6_938_000_000, found_at: 'comfyui:models/checkpoints/SDXL/base.safetensors', nodes: [] },
+        { name: 'flux1-dev.safetensors', folder: 'diffusion_models', dest: 'diffusion_models/flux1-dev.safetensors', state: 'missing', url: 'https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors', source: 'catalog', size: 6_000_000_000, gated: 'Accept the licence and set HF_TOKEN', nodes: [] },
+        { name: 'up.pth', folder: 'upscale_models', dest: 'upscale_models/up.pth', state: 'active', url: 'https://example.com/up.pth', source: 'workflow', download_id: 'abc', nodes: [] },
+        { name: '../evil.pt', folder: 'loras', dest: 'loras/../evil.pt', state: 'no_source', url: null, source: null, error: { code: 'INVALID_PATH', message: 'No `..` in a path' }, nodes: [] },
       ],
     };
     expect(planTable(plan)).toBe(

@@ -63,6 +63,8 @@ const SHA256 = /^[0-9a-fA-F]{64}$/;
 export interface AddOptions {
   /** The workflow or Hugging Face folder it is started with (kept in its entry). */
   group?: GroupRef;
+  /** The size a listing gave (Hugging Face): shown before the transfer says it. */
+  size?: number;
 }
 
 /** The queue and the commands of every download (see the top of this file). */
@@ -176,7 +178,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
           : createEntry({ ...d, url: redactUrl(source), status: 'completed', file_size: stat.size, downloaded: stat.size });
       return { outcome: 'already_exists', download };
     }
-    const entry = createEntry({ ...d, url: redactUrl(source), ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(options.group ? { group: options.group } : {}) });
+    const entry = createEntry({ ...d, url: redactUrl(source), ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(options.group ? { group: options.group } : {}), ...(options.size !== undefined ? { file_size: options.size } : {}) });
     this.sources.set(d.dest, source);
     this.store.put(entry);
     this.enqueue(d.dest);

@@ -139,6 +139,70 @@ export interface AddResult {
   note?: string;
 }
 
+// ---- Groups and workflows ---------------------------------------------------------------------
+
+/** A file of a group that was not started, and why. */
+export interface SkippedFile {
+  folder: string;
+  filename: string;
+  error: ErrorInfo;
+}
+
+/** `POST /api/downloads` for a Hugging Face folder or repository: 202. */
+export interface GroupAnswer {
+  group: GroupRef;
+  downloads: Entry[];
+  skipped?: SkippedFile[];
+}
+
+/** A node of a workflow that uses a model (`"83:28"` inside a subgraph, as the API format names it). */
+export interface WorkflowNodeRef {
+  id: number | string;
+  type: string;
+}
+
+export type ModelState = 'installed' | 'missing' | 'active' | 'no_source';
+export type ModelSource = 'workflow' | 'catalog' | 'model_list';
+
+export interface PlannedModel {
+  /** As the workflow names it, relative to the folder: `SDXL/x.safetensors`. */
+  name: string;
+  folder: string;
+  /** `<folder>/<name>`, relative to MODELS_DIR: where a download puts it (the status file's key). */
+  dest: string;
+  state: ModelState;
+  /** What a download fetches (mirrors applied, credentials removed); null without a source. */
+  url: string | null;
+  source: ModelSource | null;
+  sha256?: string;
+  /** Bytes: of the installed file, of the active download, or as the probe or model list says. */
+  size?: number;
+  /** Why the source will refuse an anonymous download (an account, a licence to accept). */
+  gated?: string;
+  /** Where an installed file is when that is not `dest` (see locate.ts). */
+  found_at?: string;
+  /** The active download of `dest`. */
+  download_id?: string;
+  nodes: WorkflowNodeRef[];
+  /**
+   * Why the model cannot be downloaded to `dest`: the service refuses its name or folder
+   * (`INVALID_PATH`, `UNKNOWN_FOLDER`, …). It may still be installed: ComfyUI's rules are looser.
+   */
+  error?: { code: string; message: string };
+}
+
+export interface Plan {
+  name?: string;
+  models: PlannedModel[];
+  /** Sum of the known sizes of the `missing` models that can be downloaded. */
+  missing_bytes: number;
+}
+
+/** `POST /api/workflows/download`: 202. */
+export interface WorkflowDownloadAnswer extends GroupAnswer {
+  models: PlannedModel[];
+}
+
 export interface ErrorBody {
   error: ErrorInfo;
 }

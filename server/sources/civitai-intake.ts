@@ -3,8 +3,8 @@
  * looked up (`/api/v1/model-versions/<id>`, or the model's latest version for a page that names
  * none): its name, its size (checked against the free space of MODELS_DIR) and its SHA256, which
  * the finished file must then match. Without this a Civitai download was verified by nothing.
- * Civitai's API being down does not stop a download (it goes on as before, unverified, and the log
- * says so); a version or file Civitai says does not exist does.
+ * When Civitai's API cannot describe it (down, or it knows no such version), the download goes on as
+ * before, unverified, and the log says so: the download URL then says best what is wrong.
  */
 import fs from 'node:fs';
 import { AppError } from '../errors';
@@ -46,7 +46,8 @@ export async function prepareCivitai(req: AddRequest, deps: { civitai: CivitaiMe
   try {
     meta = await deps.civitai.resolve(ref, AbortSignal.timeout(20_000));
   } catch (err) {
-    if (err instanceof AppError && err.status >= 400 && err.status < 500) throw err;
+    // The download URL itself says best why it cannot be had (a version that does not exist, an
+    // account needed): intake asks it next, as before.
     deps.log.warn(`Civitai's API did not describe ${url.pathname}: ${(err as Error).message}; downloading without its name, size and SHA256`);
     return { req };
   }

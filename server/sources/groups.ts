@@ -7,27 +7,32 @@
  */
 import { AppError, badRequest } from '../errors';
 import type { AddOptions } from '../downloader/downloader';
-import type { AddRequest, AddResult, Entry, ErrorInfo, GroupRef } from '../protocol/wire';
+import type { AddRequest, AddResult, Entry, GroupAnswer, GroupRef, SkippedFile } from '../protocol/wire';
 import { newId } from '../store/entry';
 import type { HfMetadata } from './hf-repo';
 
 export type Add = (req: AddRequest, options?: AddOptions) => Promise<AddResult>;
 
-export interface GroupResult {
-  group: GroupRef;
-  downloads: Entry[];
+export interface GroupResult extends GroupAnswer {
   /** Files not started, each with why (a name the models folder refuses, already downloading…). */
-  skipped: Array<{ folder: string; filename: string; error: ErrorInfo }>;
+  skipped: SkippedFile[];
+}
+
+/** One file of a group: its request, and its size when the listing knows it (shown from the start). */
+export interface GroupItem {
+  req: AddRequest;
+  size?: number;
 }
 
 /** Starts every request in one group, one after another (each may ask its server for a name). */
-export async function startGroup(name: string, requests: readonly AddRequest[], add: Add): Promise<GroupResult> {
+export async function startGroup(name: string, items: readonly (AddRequest | GroupItem)[], add: Add): Promise<GroupResult> {
   const group: GroupRef = { id: newId(), name };
   const downloads: Entry[] = [];
   const skipped: GroupResult['skipped'] = [];
-  for (const req of requests) {
+  for (const item of items) {
+    const { req, size } = 'req' in item ? item : { req: item, size: undefined };
     try {
-      downloads.push((await add(req, { group })).download);
+      downloads.push((await add(req, { group, ...(size !== undefined ? { size } : {}) })).download);
     } catch (err) {
       if (!(err instanceof AppError) || err.status >= 500) throw err;
       skipped.push({ folder: req.folder, filename: req.filename ?? '', error: err.toJSON() });
@@ -69,12 +74,18 @@ export async function intakeRepo(req: AddRequest & { include?: unknown; exclude?
   const exclude = patterns(req.exclude, 'exclude');
   const listing = await hf.list(ref, { folder: req.folder, ...(include ? { include } : {}), ...(exclude ? { exclude } : {}) });
   const name = listing.path ? `${listing.repo}/${listing.path}` : listing.repo;
-  const requests = listing.files.map((f) => ({
-    url: f.url,
-    folder: f.folder,
-    filename: f.filename,
-    ...(f.sha256 ? { sha256: f.sha256 } : {}),
-    ...(req.overwrite === true ? { overwrite: true } : {}),
+  // Git's own files (`.gitattributes`, `.gitignore`) and anything under a dot folder are not model
+  // files, and the models folder refuses names that start with a dot: they are not listed.
+  const files = listing.files.filter((f) => !f.path.split('/').some((seg) => seg.startsWith('.')));
+  const items = files.map((f) => ({
+    req: {
+      url: f.url,
+      folder: f.folder,
+      filename: f.filename,
+      ...(f.sha256 ? { sha256: f.sha256 } : {}),
+      ...(req.overwrite === true ? { overwrite: true } : {}),
+    },
+    size: f.size,
   }));
-  return startGroup(name, requests, add);
+  return startGroup(name, items, add);
 }

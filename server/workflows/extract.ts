@@ -8,10 +8,9 @@
 import { canonicalFolder, LOADERS, NOT_A_FILE } from './loaders';
 import type { ModelLink, ParsedWorkflow, WorkflowNode } from './parse';
 
-export interface NodeRef {
-  id: number | string;
-  type: string;
-}
+import type { WorkflowNodeRef } from '../protocol/wire';
+
+export type NodeRef = WorkflowNodeRef;
 
 export interface WantedModel {
   /** ComfyUI's folder name, e.g. `checkpoints`. */

@@ -7,48 +7,13 @@
 import { AppError } from '../errors';
 import { resolveDest } from '../disk/paths';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
-import type { Entry } from '../protocol/wire';
+import type { Entry, ModelSource, ModelState, Plan, PlannedModel } from '../protocol/wire';
 import type { NodeRef, WantedModel } from './extract';
 import type { Locator } from './locate';
 import type { SourceEntry, SourceIndex } from './source-index';
 import { isFinished } from '../protocol/status';
 
-export type ModelState = 'installed' | 'missing' | 'active' | 'no_source';
-export type ModelSource = 'workflow' | 'catalog' | 'model_list';
-
-export interface PlannedModel {
-  /** As the workflow names it, relative to the folder: `SDXL/x.safetensors`. */
-  name: string;
-  folder: string;
-  /** `<folder>/<name>`, relative to MODELS_DIR: where a download puts it (the status file's key). */
-  dest: string;
-  state: ModelState;
-  /** What a download fetches (mirrors applied, credentials removed); null without a source. */
-  url: string | null;
-  source: ModelSource | null;
-  sha256?: string;
-  /** Bytes: of the installed file, of the active download, or as the probe or model list says. */
-  size?: number;
-  /** Why the source will refuse an anonymous download (an account, a licence to accept). */
-  gated?: string;
-  /** Where an installed file is when that is not `dest` (see locate.ts). */
-  found_at?: string;
-  /** The active download of `dest`. */
-  download_id?: string;
-  nodes: NodeRef[];
-  /**
-   * Why the model cannot be downloaded to `dest`: the service refuses its name or folder
-   * (`INVALID_PATH`, `UNKNOWN_FOLDER`, …). It may still be installed: ComfyUI's rules are looser.
-   */
-  error?: { code: string; message: string };
-}
-
-export interface Plan {
-  name?: string;
-  models: PlannedModel[];
-  /** Sum of the known sizes of the `missing` models that can be downloaded. */
-  missing_bytes: number;
-}
+export type { ModelSource, ModelState, Plan, PlannedModel } from '../protocol/wire';
 
 export interface ProbeResult {
   size?: number;
