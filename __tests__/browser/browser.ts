@@ -70,3 +70,10 @@ export async function waitGroupBarAbove(page: Page, name: string, above: number,
   return (await handle.jsonValue()) as number;
 }
 
+/** The plan table's row of a model (by its dest). */
+export const planRow = (dest: string): string => `#wf-rows tr[data-dest="${dest}"]`;
+
+/** Each plan row's dest and shown state, in order. */
+export function planStates(page: Page): Promise<string[]> {
+  return page.$$eval('#wf-rows tr', (rows) => rows.map((r) => `${(r as HTMLElement).dataset.dest}:${(r as HTMLElement).dataset.state}`));
+}
