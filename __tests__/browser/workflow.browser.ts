@@ -4,15 +4,16 @@
  * against the real server and the scriptable file server, throttled so that bars move: a workflow
  * dropped on the page → its plan → "Download N missing" → live rows and a group with its own bar
  * in the list, through a reload → everything installed. PNG workflows, files that are none, a
- * model without a source fetched from a pasted URL.
+ * model without a source fetched from a pasted URL, a Hugging Face repository from the add form.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { startFakeHub } from '../helpers/fake-hub';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, type TestServer } from '../helpers/harness';
 import { node, png } from '../workflows/fixtures';
-import { groupBlock, launchChromium, planRow, planStates, row, waitConnection, waitGroupBarAbove } from './browser';
+import { groupBlock, launchChromium, planRow, planStates, row, shownRows, waitConnection, waitGroupBarAbove } from './browser';
 
 const MB = 1024 * 1024;
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts');
@@ -284,6 +285,27 @@ test('a model without a source: a pasted URL, Get, and it downloads into its own
   expect(await page.isVisible(`${row(dest, 'active')}`)).toBe(true); // an ordinary row in the list
   await page.waitForSelector(`${planRow(dest)}[data-state="installed"]`, { timeout: 15_000 });
   expect((await fs.stat(path.join(s.modelsDir, 'upscale_models', 'upscale', '4x-UltraSharp.pth'))).size).toBe(3 * MB);
+});
+
+test('a Hugging Face repository from the add form starts its files as one group', async () => {
+  const hub = await startFakeHub();
+  cleanups.push(() => hub.close());
+  hub.hf.repo('org/tiny-model');
+  hub.hf.commit('org/tiny-model', { 'model.safetensors': Buffer.alloc(300_000, 1), 'vae/vae.safetensors': Buffer.alloc(100_000, 2), 'config.json': '{"v":1}' });
+  const s = await server({ HF_ENDPOINT: hub.hf.url });
+  const page = await open(await context(), `${s.url}/`);
+  await page.fill('#add-url', `${hub.hf.url}/org/tiny-model`);
+  await page.selectOption('#add-folder', 'diffusion_models');
+  await page.click('#add-submit');
+  await page.waitForSelector('#add-msg[data-tone="ok"]');
+  expect(await text(page, '#add-msg')).toBe('Started 3 files of org/tiny-model.');
+  await page.waitForSelector(`${groupBlock('org/tiny-model', 'finished')}[data-status="completed"]`, { timeout: 15_000 });
+  expect(await text(page, `${groupBlock('org/tiny-model')} > .group-head .where`)).toBe('3 of 3 done');
+  expect(await shownRows(page)).toEqual([
+    'finished-list:diffusion_models/tiny-model/config.json:completed',
+    'finished-list:diffusion_models/tiny-model/model.safetensors:completed',
+    'finished-list:diffusion_models/tiny-model/vae/vae.safetensors:completed',
+  ]);
 });
 
 test('screenshot: a workflow plan with every state, on a desktop', async () => {
