@@ -330,7 +330,10 @@ test('screenshot: the dashboard with downloads in different states, on a desktop
   await page.waitForFunction(() => /left$/.test(document.querySelector('li.group > .group-head .eta')?.textContent ?? ''));
 
   await fs.mkdir(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-full.png'), fullPage: true });
+  // The lists (docs/dashboard.png): down to the finished list, without the catalog below.
+  const bottom = await page.$eval('#finished', (el) => Math.ceil(el.getBoundingClientRect().bottom + window.scrollY + 14));
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: bottom } });
   await page.emulateMedia({ colorScheme: 'dark' });
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-dark.png'), fullPage: true });
   await page.emulateMedia({ colorScheme: 'light' });
@@ -351,7 +354,7 @@ test('screenshot: the dashboard with downloads in different states, on a desktop
   expect(await page.textContent('li.group[data-name="sdxl-refiner"] > .group-head .where')).toBe('1 of 3 done · 1 failed');
   // Nothing sticks out sideways on a phone.
   expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-  for (const name of ['dashboard.png', 'dashboard-dark.png', 'dashboard-phone.png']) {
+  for (const name of ['dashboard.png', 'dashboard-full.png', 'dashboard-dark.png', 'dashboard-phone.png']) {
     expect((await fs.stat(path.join(ARTIFACTS, name))).size).toBeGreaterThan(10_000);
   }
 });
