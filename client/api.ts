@@ -51,6 +51,8 @@ export interface ApiOptions {
 export interface Api {
   /** Resolves with the status and parsed body of a 2xx answer; rejects with an ApiError otherwise. */
   request<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** The same with a body sent as it is (a file's bytes), of the given media type. */
+  send<T>(method: string, path: string, body: Blob | string, contentType: string): Promise<{ status: number; body: T }>;
   /** `GET /status` as the WebSocket client's probe: the entries, or why there are none. */
   probe(): Promise<ProbeResult>;
 }
@@ -61,14 +63,14 @@ function isErrorBody(body: unknown): body is ErrorBody {
 }
 
 export function createApi(options: ApiOptions): Api {
-  const request = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
+  const send = async <T>(method: string, path: string, body?: Blob | string, contentType?: string): Promise<{ status: number; body: T }> => {
     const headers: Record<string, string> = { Accept: 'application/json' };
     const token = options.token();
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (body !== undefined && contentType) headers['Content-Type'] = contentType;
     let res: Response;
     try {
-      res = await fetch(path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), cache: 'no-store' });
+      res = await fetch(path, { method, headers, ...(body !== undefined ? { body } : {}), cache: 'no-store' });
     } catch (err) {
       throw new ApiError(0, 'NETWORK', `Cannot reach the server (${(err as Error).message}); is it running?`);
     }
@@ -87,9 +89,12 @@ export function createApi(options: ApiOptions): Api {
     }
     return { status: res.status, body: parsed as T };
   };
+  const request = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> =>
+    body === undefined ? send<T>(method, path) : send<T>(method, path, JSON.stringify(body), 'application/json');
 
   return {
     request,
+    send,
     async probe() {
       try {
         const { body } = await request<Record<string, StatusView>>('GET', '/status');

@@ -1,11 +1,12 @@
 /**
- * The page: wires the live client, the API, the lists, the add form, the catalog and the token
- * prompt. The only module with side effects at load.
+ * The page: wires the live client, the API, the lists, the add form, the workflow section, the
+ * catalog and the token prompt. The only module with side effects at load.
  */
-import type { AddRequest, Entry } from '../server/protocol/wire.js';
+import type { AddRequest, Entry, ErrorInfo, GroupRef } from '../server/protocol/wire.js';
 import { ApiError, createApi, tokenStore } from './api.js';
 import { CatalogView, parseCatalog, type CatalogModel } from './catalog.js';
 import { Dashboard, type RowAction } from './render.js';
+import { WorkflowView } from './workflow.js';
 import { LiveClient, type ConnectionInfo } from './ws-client.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -76,6 +77,26 @@ const catalog = new CatalogView($('catalog'), $('catalog-sets'), async (model: C
   await api.request('POST', '/download', { model_set: model.setId, model_id: model.id });
 });
 
+const workflow = new WorkflowView(
+  {
+    section: $('workflow'),
+    name: $('wf-name'),
+    hint: $('wf-hint'),
+    file: $<HTMLInputElement>('wf-file'),
+    choose: $<HTMLButtonElement>('wf-choose'),
+    pasteToggle: $<HTMLButtonElement>('wf-paste-toggle'),
+    close: $<HTMLButtonElement>('wf-close'),
+    pasteForm: $<HTMLFormElement>('wf-paste'),
+    text: $<HTMLTextAreaElement>('wf-text'),
+    msg: $('wf-msg'),
+    plan: $('wf-plan'),
+    counts: $('wf-counts'),
+    download: $<HTMLButtonElement>('wf-download'),
+    rows: $('wf-rows'),
+  },
+  api,
+);
+
 // Messages arrive at the server's push rate; the DOM is touched once per frame for all of them,
 // and not at all when nothing changed.
 const dirty = new Set<string>();
@@ -89,6 +110,8 @@ function flush(): void {
   resetPending = false;
   dashboard.render(client.downloads, ids, reset);
   catalog.render(client.downloads);
+  // Until the first snapshot (or poll) the entries are not the server's yet.
+  workflow.render(client.downloads, client.seq >= 0 || client.connection.state === 'polling');
 }
 client.on('change', (change) => {
   for (const id of change.ids) dirty.add(id);
@@ -149,6 +172,11 @@ function markInvalid(field: string | undefined): void {
   }
 }
 
+/** `POST /api/downloads` answers one download, or a group for a Hugging Face repository or folder. */
+type AddAnswer =
+  | { status?: string; download: Entry }
+  | { group: GroupRef; downloads: Entry[]; skipped?: Array<{ folder: string; filename: string; error: ErrorInfo }> };
+
 form.addEventListener('submit', (event) => {
   event.preventDefault();
   const data = new FormData(form);
@@ -164,7 +192,7 @@ form.addEventListener('submit', (event) => {
   submit.disabled = true;
   showFormMessage('', '');
   api
-    .request<{ status?: string; download: Entry }>('POST', '/api/downloads', request)
+    .request<AddAnswer>('POST', '/api/downloads', request)
     .then(({ status, body }) => {
       markInvalid(undefined);
       try {
@@ -172,7 +200,15 @@ form.addEventListener('submit', (event) => {
       } catch {
         // storage disabled: the default folder is fine
       }
-      if (status === 200 && body.status === 'already_exists') {
+      if ('group' in body) {
+        // A Hugging Face repository or folder: one download per file, as one group.
+        const n = body.downloads.length;
+        const skipped = body.skipped ?? [];
+        const why = skipped.length > 0 ? ` ${skipped.length} not started (${skipped[0]!.filename}: ${skipped[0]!.error.message}${skipped.length > 1 ? '; …' : ''}).` : '';
+        showFormMessage(`Started ${n} file${n === 1 ? '' : 's'} of ${body.group.name}.${why}`, n === 0 ? 'note' : 'ok');
+        form.reset();
+        folderSelect.value = request.folder;
+      } else if (status === 200 && body.status === 'already_exists') {
         showFormMessage(`${body.download.dest} is already on disk; nothing to download.`, 'note');
       } else {
         showFormMessage(`Added ${body.download.dest}.`, 'ok');

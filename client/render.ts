@@ -2,10 +2,15 @@
  * The download lists: one `<li>` per download, keyed by id, created once and updated in place.
  * A field is written only when its text changed, and rows move only when their section or
  * order changed, so an update of one download touches a handful of nodes.
+ *
+ * Downloads of one group (entry field `group`: a workflow's models, a repository's files) sit
+ * together in one `<li class="group">` under a header with the group's own bar, speed, time left
+ * and counts: in the active list while one of them is unfinished, then in the finished list.
  */
 import type { Entry } from '../server/protocol/wire.js';
 import { COMMANDS, isFinished, type Command, type DownloadStatus } from '../server/protocol/status.js';
 import { formatBytes, formatClock, formatDuration, formatPercent, formatSpeed, hostOf } from './format.js';
+import { countsText, groupTotals, type GroupTotals } from './groups.js';
 
 /** A row's buttons: the commands of the state machine. */
 export type RowAction = Command;
@@ -53,6 +58,51 @@ interface Row {
   status: DownloadStatus | undefined;
   /** A failed command's message, shown until the download's state changes. */
   commandError: string | undefined;
+  /** The group the download belongs to. */
+  groupId: string | undefined;
+}
+
+/** Groups longer than this start folded (the header says enough); the user may unfold them. */
+const FOLD_ABOVE = 8;
+
+interface GroupBlock {
+  id: string;
+  el: HTMLLIElement;
+  head: HTMLElement;
+  badge: HTMLElement;
+  name: HTMLElement;
+  where: HTMLElement;
+  toggle: HTMLButtonElement;
+  bar: HTMLProgressElement;
+  pct: HTMLElement;
+  bytes: HTMLElement;
+  speed: HTMLElement;
+  eta: HTMLElement;
+  detail: HTMLElement;
+  list: HTMLUListElement;
+  members: Set<string>;
+  totals: GroupTotals | undefined;
+  section: Section;
+  /** The user's choice of the toggle; until then groups of more than FOLD_ABOVE are folded. */
+  expanded: boolean | undefined;
+  last: Map<string, string>;
+}
+
+/** Writes `text` into `node` unless it is what was last written there. */
+function setter(last: Map<string, string>): (key: string, node: HTMLElement, text: string) => void {
+  return (key, node, text) => {
+    if (last.get(key) === text) return;
+    last.set(key, text);
+    node.textContent = text;
+  };
+}
+/** Runs `apply` unless `value` is what it was last run for. */
+function applier(last: Map<string, string>): (key: string, apply: () => void, value: string) => void {
+  return (key, apply, value) => {
+    if (last.get(key) === value) return;
+    last.set(key, value);
+    apply();
+  };
 }
 
 export interface DashboardElements {
@@ -69,6 +119,7 @@ export type ActionHandler = (entry: Entry, action: RowAction) => Promise<void>;
 
 export class Dashboard {
   private readonly rows = new Map<string, Row>();
+  private readonly groups = new Map<string, GroupBlock>();
   private downloads: ReadonlyMap<string, Entry> = new Map();
   private readonly baseTitle: string;
 
@@ -97,8 +148,17 @@ export class Dashboard {
           if (this.rows.get(entry.id) === row) this.render(this.downloads, [entry.id], false);
         });
     };
-    els.activeList.addEventListener('click', onClick);
-    els.finishedList.addEventListener('click', onClick);
+    const onToggle = (event: Event): void => {
+      const button = (event.target as Element).closest<HTMLButtonElement>('button[data-toggle]');
+      const block = button && this.groups.get(button.dataset.toggle!);
+      if (!block) return;
+      block.expanded = !this.isExpanded(block);
+      this.updateToggle(block);
+    };
+    for (const list of [els.activeList, els.finishedList]) {
+      list.addEventListener('click', onClick);
+      list.addEventListener('click', onToggle);
+    }
   }
 
   /**
@@ -109,6 +169,7 @@ export class Dashboard {
     this.downloads = downloads;
     let reorder = reset;
     const touched = reset ? new Set([...this.rows.keys(), ...downloads.keys()]) : ids;
+    const groupsTouched = new Set<string>();
     for (const id of touched) {
       const entry = downloads.get(id);
       const row = this.rows.get(id);
@@ -116,6 +177,7 @@ export class Dashboard {
         if (row) {
           row.el.remove();
           this.rows.delete(id);
+          this.leaveGroup(id, row, groupsTouched);
           reorder = true; // the empty states and the clear button depend on what is left
         }
         continue;
@@ -126,10 +188,136 @@ export class Dashboard {
       } else if (row.status !== entry.status) {
         reorder = true;
       }
-      this.updateRow(this.rows.get(id)!, entry);
+      const current = this.rows.get(id)!;
+      const groupId = entry.group?.id || undefined;
+      if (current.groupId !== groupId) {
+        this.leaveGroup(id, current, groupsTouched);
+        if (groupId) this.joinGroup(id, current, groupId, entry.group!.name);
+        reorder = true;
+      }
+      if (groupId) groupsTouched.add(groupId);
+      this.updateRow(current, entry);
+    }
+    for (const gid of groupsTouched) {
+      const block = this.groups.get(gid);
+      if (!block) continue;
+      if (block.members.size === 0) {
+        block.el.remove();
+        this.groups.delete(gid);
+        reorder = true;
+      } else if (this.updateGroup(block)) {
+        reorder = true;
+      }
     }
     if (reorder) this.placeRows();
     this.renderSummary();
+  }
+
+  private joinGroup(id: string, row: Row, gid: string, name: string): void {
+    row.groupId = gid;
+    let block = this.groups.get(gid);
+    if (!block) this.groups.set(gid, (block = this.createGroup(gid, name)));
+    block.members.add(id);
+  }
+
+  private leaveGroup(id: string, row: Row, touched: Set<string>): void {
+    if (!row.groupId) return;
+    this.groups.get(row.groupId)?.members.delete(id);
+    touched.add(row.groupId);
+    row.groupId = undefined;
+  }
+
+  private createGroup(id: string, name: string): GroupBlock {
+    const li = el('li', 'group');
+    li.dataset.group = id;
+    li.dataset.name = name;
+    const head = el('div', 'row group-head');
+    const badge = el('span', 'badge');
+    const title = el('div', 'row-title');
+    const nameEl = el('span', 'name');
+    nameEl.id = `group-${id}-name`;
+    nameEl.append(groupIcon(), name);
+    const where = el('span', 'where');
+    title.append(nameEl, where);
+    const actions = el('div', 'row-actions');
+    const toggle = el('button', 'btn btn-small btn-toggle');
+    toggle.type = 'button';
+    toggle.dataset.toggle = id;
+    toggle.setAttribute('aria-controls', `group-${id}-files`);
+    actions.append(toggle);
+    const rowHead = el('div', 'row-head');
+    rowHead.append(badge, title, actions);
+    const bar = el('progress', 'bar');
+    bar.max = 1000;
+    bar.setAttribute('aria-label', `Progress of ${name}`);
+    const stats = el('div', 'stats');
+    const pct = el('span', 'pct');
+    const bytes = el('span', 'bytes');
+    const speed = el('span', 'speed');
+    const eta = el('span', 'eta');
+    stats.append(pct, bytes, speed, eta);
+    const detail = el('div', 'detail');
+    head.append(rowHead, bar, stats, detail);
+    const list = el('ul', 'rows group-rows');
+    list.id = `group-${id}-files`;
+    list.setAttribute('aria-labelledby', nameEl.id);
+    li.append(head, list);
+    return { id, el: li, head, badge, name: nameEl, where, toggle, bar, pct, bytes, speed, eta, detail, list, members: new Set(), totals: undefined, section: 'active', expanded: undefined, last: new Map() };
+  }
+
+  private isExpanded(block: GroupBlock): boolean {
+    return block.expanded ?? block.members.size <= FOLD_ABOVE;
+  }
+
+  private updateToggle(block: GroupBlock): void {
+    const expanded = this.isExpanded(block);
+    const n = block.members.size;
+    const label = expanded ? 'Hide files' : `Show ${n === 1 ? 'the file' : `${n} files`}`;
+    applier(block.last)('toggle', () => {
+      block.toggle.textContent = label;
+      block.toggle.setAttribute('aria-expanded', String(expanded));
+      block.list.hidden = !expanded;
+    }, `${expanded}:${label}`);
+  }
+
+  /** Brings a group's header in line with its members; returns whether it changed section. */
+  private updateGroup(block: GroupBlock): boolean {
+    const members = [...block.members].map((id) => this.downloads.get(id)!).filter(Boolean);
+    const t = groupTotals(members);
+    block.totals = t;
+    const set = setter(block.last);
+    const attr = applier(block.last);
+    const section: Section = t.unfinished > 0 ? 'active' : 'finished';
+    const moved = section !== block.section;
+    block.section = section;
+    attr('status', () => {
+      block.el.dataset.status = t.status;
+      block.head.dataset.status = t.status;
+      block.el.dataset.section = section;
+      block.head.dataset.section = section;
+    }, `${t.status}:${section}`);
+    set('badge', block.badge, STATUS_LABELS[t.status]);
+    set('where', block.where, countsText(t));
+    this.updateToggle(block);
+
+    if (section === 'active') {
+      const transferring = t.status === 'downloading' || t.status === 'verifying';
+      const barValue = t.total > 0 ? String(Math.round((t.done / t.total) * 1000)) : transferring ? 'indeterminate' : '0';
+      attr('bar', () => {
+        if (barValue === 'indeterminate') block.bar.removeAttribute('value');
+        else block.bar.value = Number(barValue);
+      }, barValue);
+      set('pct', block.pct, t.total > 0 ? formatPercent((t.done / t.total) * 100) : '');
+      const unknown = t.unknownSizes > 0 ? ` + ${t.unknownSizes} of unknown size` : '';
+      set('bytes', block.bytes, t.total > 0 ? `${formatBytes(t.done)} / ${formatBytes(t.total)}${unknown}` : '');
+      set('speed', block.speed, t.speed > 0 ? formatSpeed(t.speed) : '');
+      set('eta', block.eta, t.eta !== null ? `${formatDuration(t.eta)} left` : HINTS[t.status] ?? '');
+      set('detail', block.detail, '');
+    } else {
+      const size = t.done > 0 ? `${formatBytes(t.done)} · ` : '';
+      set('detail', block.detail, `${size}${t.failed || t.cancelled ? 'ended' : 'finished'} at ${formatClock(t.endTime)}`);
+    }
+    return moved;
   }
 
   private createRow(entry: Entry): Row {
@@ -165,20 +353,12 @@ export class Dashboard {
     const note = el('p', 'note');
     note.hidden = true;
     li.append(head, bar, stats, detail, note);
-    return { el: li, badge, name, where, bar, pct, bytes, speed, eta, detail, note, buttons, last: new Map(), section: 'active', status: undefined, commandError: undefined };
+    return { el: li, badge, name, where, bar, pct, bytes, speed, eta, detail, note, buttons, last: new Map(), section: 'active', status: undefined, commandError: undefined, groupId: undefined };
   }
 
   private updateRow(row: Row, e: Entry): void {
-    const set = (key: string, node: HTMLElement, text: string): void => {
-      if (row.last.get(key) === text) return;
-      row.last.set(key, text);
-      node.textContent = text;
-    };
-    const attr = (key: string, apply: () => void, value: string): void => {
-      if (row.last.get(key) === value) return;
-      row.last.set(key, value);
-      apply();
-    };
+    const set = setter(row.last);
+    const attr = applier(row.last);
 
     if (row.status !== e.status) {
       if (row.status !== undefined) row.commandError = undefined; // a new state: the old refusal no longer applies
@@ -240,35 +420,59 @@ export class Dashboard {
     }, `${tone}:${note === ''}`);
   }
 
-  /** Puts every row in its section, in order, moving only the nodes that are out of place. */
+  /**
+   * Puts every row in its place, in order, moving only the nodes that are out of place: a group's
+   * members in its own list (by dest: the same order after every reload, whatever millisecond each
+   * was added in), ungrouped rows and groups in the active list (by start) or the finished list
+   * (latest first).
+   */
   private placeRows(): void {
-    const active: Entry[] = [];
-    const finished: Entry[] = [];
-    for (const e of this.downloads.values()) (isFinished(e.status) ? finished : active).push(e);
-    active.sort((a, b) => a.start_time - b.start_time || a.dest.localeCompare(b.dest));
-    finished.sort((a, b) => (b.completion_time ?? b.timestamp) - (a.completion_time ?? a.timestamp) || a.dest.localeCompare(b.dest));
-    this.arrange(this.els.activeList, active);
-    this.arrange(this.els.finishedList, finished);
+    type Item = { node: HTMLElement; start: number; end: number; key: string };
+    const active: Item[] = [];
+    const finished: Item[] = [];
+    let anyFinished = false;
+    for (const e of this.downloads.values()) {
+      anyFinished ||= isFinished(e.status);
+      const row = this.rows.get(e.id);
+      if (!row || row.groupId) continue;
+      (isFinished(e.status) ? finished : active).push({ node: row.el, start: e.start_time, end: e.completion_time ?? e.timestamp, key: e.dest });
+    }
+    for (const block of this.groups.values()) {
+      const members = [...block.members].map((id) => this.downloads.get(id)).filter((e): e is Entry => e !== undefined).sort((a, b) => a.dest.localeCompare(b.dest));
+      this.arrange(block.list, members.map((e) => this.rows.get(e.id)!.el));
+      const t = block.totals;
+      (block.section === 'finished' ? finished : active).push({ node: block.el, start: t?.startTime ?? 0, end: t?.endTime ?? 0, key: members[0]?.dest ?? '' });
+    }
+    active.sort((a, b) => a.start - b.start || a.key.localeCompare(b.key));
+    finished.sort((a, b) => b.end - a.end || a.key.localeCompare(b.key));
+    this.arrange(this.els.activeList, active.map((i) => i.node));
+    this.arrange(this.els.finishedList, finished.map((i) => i.node));
     this.els.activeEmpty.hidden = active.length > 0;
     this.els.finishedEmpty.hidden = finished.length > 0;
-    this.els.clearButton.disabled = finished.length === 0;
+    this.els.clearButton.disabled = !anyFinished;
   }
 
-  private arrange(list: HTMLElement, entries: Entry[]): void {
+  /** Whether a node is a current row or group (it belongs somewhere, maybe in another list). */
+  private isCurrent(node: HTMLElement): boolean {
+    const { id, group } = node.dataset;
+    if (id !== undefined) return this.rows.get(id)?.el === node;
+    if (group !== undefined) return this.groups.get(group)?.el === node;
+    return false;
+  }
+
+  private arrange(list: HTMLElement, nodes: HTMLElement[]): void {
     let cursor = list.firstElementChild;
-    for (const e of entries) {
-      const node = this.rows.get(e.id)!.el;
+    for (const node of nodes) {
       if (node === cursor) {
         cursor = cursor.nextElementSibling;
       } else {
         list.insertBefore(node, cursor); // also moves it out of the other list
       }
     }
-    // Whatever is left after the cursor belongs elsewhere (already moved) or nowhere.
+    // Whatever is left after the cursor belongs elsewhere (moved there when that list is arranged) or nowhere.
     while (cursor) {
       const next = cursor.nextElementSibling;
-      const id = (cursor as HTMLElement).dataset.id;
-      if (!id || !this.rows.has(id) || this.rows.get(id)!.el !== cursor) cursor.remove();
+      if (!this.isCurrent(cursor as HTMLElement)) cursor.remove();
       cursor = next;
     }
   }
@@ -307,6 +511,22 @@ export class Dashboard {
     const title = count > 0 && total > 0 ? `${Math.floor((done / total) * 100)}% · ${this.baseTitle}` : this.baseTitle;
     if (document.title !== title) document.title = title;
   }
+}
+
+/** Two stacked sheets: the mark of a group header. */
+function groupIcon(): SVGSVGElement {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('class', 'group-icon');
+  svg.setAttribute('aria-hidden', 'true');
+  for (const [d, cls] of [['M5 2.5h7.5a1 1 0 0 1 1 1V11', 'back'], ['M2.5 5.5a1 1 0 0 1 1-1h6.5a1 1 0 0 1 1 1v7a1 1 0 0 1-1 1H3.5a1 1 0 0 1-1-1z', 'front']] as const) {
+    const path = document.createElementNS(NS, 'path');
+    path.setAttribute('d', d);
+    path.setAttribute('class', cls);
+    svg.append(path);
+  }
+  return svg;
 }
 
 const HINTS: Partial<Record<DownloadStatus, string>> = {

@@ -45,9 +45,35 @@ export async function waitConnection(page: Page, state: string, timeout = 10_000
   await page.waitForSelector(`#conn[data-state="${state}"]`, { timeout });
 }
 
-/** What a page shows: each row's dest, list and status, in order. */
+/** What a page shows: each row's dest, list and status, in order (a group's rows within its list). */
 export function shownRows(page: Page): Promise<string[]> {
   return page.$$eval('li.row', (rows) =>
-    rows.map((r) => `${(r as HTMLElement).closest('ul')!.id}:${(r as HTMLElement).dataset.dest}:${(r as HTMLElement).dataset.status}`),
+    rows.map((r) => `${(r as HTMLElement).closest('#active-list, #finished-list')!.id}:${(r as HTMLElement).dataset.dest}:${(r as HTMLElement).dataset.status}`),
   );
+}
+
+/** The group block of a group (by its name), optionally only within #active-list or #finished-list. */
+export const groupBlock = (name: string, list?: 'active' | 'finished'): string =>
+  `${list ? `#${list}-list ` : ''}li.group[data-name="${name}"]`;
+
+/** Waits until the total bar of a group in the active list has a value above `above` (of 1000); returns it. */
+export async function waitGroupBarAbove(page: Page, name: string, above: number, timeout = 10_000): Promise<number> {
+  const handle = await page.waitForFunction(
+    ([groupName, min]) => {
+      const group = [...document.querySelectorAll<HTMLElement>('#active-list li.group')].find((g) => g.dataset.name === groupName);
+      const bar = group?.querySelector<HTMLProgressElement>(':scope > .group-head > progress');
+      return bar && bar.hasAttribute('value') && bar.value > min ? bar.value : false;
+    },
+    [name, above] as const,
+    { timeout },
+  );
+  return (await handle.jsonValue()) as number;
+}
+
+/** The plan table's row of a model (by its dest). */
+export const planRow = (dest: string): string => `#wf-rows tr[data-dest="${dest}"]`;
+
+/** Each plan row's dest and shown state, in order. */
+export function planStates(page: Page): Promise<string[]> {
+  return page.$$eval('#wf-rows tr', (rows) => rows.map((r) => `${(r as HTMLElement).dataset.dest}:${(r as HTMLElement).dataset.state}`));
 }

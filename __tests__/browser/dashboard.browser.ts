@@ -295,6 +295,8 @@ test('screenshot: the dashboard with downloads in different states, on a desktop
   f.addFile('/flux1-dev-fp8.safetensors', { size: 96 * MB, throttle: 3 * MB });
   f.addFile('/sdxl_lightning_4step_lora.safetensors', { size: 24 * MB, throttle: 4 * MB });
   f.addFile('/4x-UltraSharp.pth', { size: 3 * MB });
+  f.addFile('/sd_xl_refiner_1.0.safetensors', { size: 96 * MB, throttle: 4 * MB });
+  f.addFile('/sdxl_vae.safetensors', { size: 2 * MB });
   const s = await server();
   const page = await open(await context({ width: 1280, height: 600 }), `${s.url}/`);
   await waitConnection(page, 'live');
@@ -302,17 +304,36 @@ test('screenshot: the dashboard with downloads in different states, on a desktop
   await waitStatus(page, 'upscale_models/4x-UltraSharp.pth', 'completed');
   await add(s, `${f.url}/ltx-video-2b-v0.9.5.safetensors`, 'diffusion_models'); // 404
   const lora = await add(s, `${f.url}/sdxl_lightning_4step_lora.safetensors`, 'loras');
-  const flux = await add(s, `${f.url}/flux1-dev-fp8.safetensors`, 'checkpoints');
   await waitBarAbove(page, lora.dest, 350);
   const paused = await s.api('POST', `/api/downloads/${lora.id}/pause`);
   expect(paused.status).toBe(200);
   await waitStatus(page, lora.dest, 'paused');
+  const flux = await add(s, `${f.url}/flux1-dev-fp8.safetensors`, 'checkpoints');
+  // A workflow's models, started as one group: one done, one downloading, one whose link is dead.
+  const link = (name: string, directory: string) => ({ properties: { models: [{ name, url: `${f.url}/${name}`, directory }] } });
+  const node = (id: number, type: string, widgets: unknown[], extra: object) => ({ id, type, mode: 0, inputs: [], outputs: [], properties: {}, widgets_values: widgets, ...extra });
+  const started = await s.api('POST', '/api/workflows/download?name=sdxl-refiner.json', {
+    nodes: [
+      node(1, 'CheckpointLoaderSimple', ['sd_xl_refiner_1.0.safetensors'], link('sd_xl_refiner_1.0.safetensors', 'checkpoints')),
+      node(2, 'VAELoader', ['sdxl_vae.safetensors'], link('sdxl_vae.safetensors', 'vae')),
+      node(3, 'ControlNetLoader', ['controlnet-canny-sdxl.safetensors'], link('controlnet-canny-sdxl.safetensors', 'controlnet')), // 404
+    ],
+    links: [],
+  });
+  expect(started.status).toBe(202);
+  await waitStatus(page, 'vae/sdxl_vae.safetensors', 'completed');
+  await waitStatus(page, 'controlnet/controlnet-canny-sdxl.safetensors', 'error');
   await waitStatus(page, 'diffusion_models/ltx-video-2b-v0.9.5.safetensors', 'error');
   await waitBarAbove(page, flux.dest, 60);
+  await waitBarAbove(page, 'checkpoints/sd_xl_refiner_1.0.safetensors', 60);
   await page.waitForFunction((sel) => /left$/.test(document.querySelector(sel)?.textContent ?? ''), `${row(flux.dest)} .eta`);
+  await page.waitForFunction(() => /left$/.test(document.querySelector('li.group > .group-head .eta')?.textContent ?? ''));
 
   await fs.mkdir(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-full.png'), fullPage: true });
+  // The lists (docs/dashboard.png): down to the finished list, without the catalog below.
+  const bottom = await page.$eval('#finished', (el) => Math.ceil(el.getBoundingClientRect().bottom + window.scrollY + 14));
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: bottom } });
   await page.emulateMedia({ colorScheme: 'dark' });
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-dark.png'), fullPage: true });
   await page.emulateMedia({ colorScheme: 'light' });
@@ -323,12 +344,17 @@ test('screenshot: the dashboard with downloads in different states, on a desktop
   expect(await shownRows(page)).toEqual([
     `active-list:${lora.dest}:paused`,
     `active-list:${flux.dest}:downloading`,
+    // A group's rows by dest.
+    'active-list:checkpoints/sd_xl_refiner_1.0.safetensors:downloading',
+    'active-list:controlnet/controlnet-canny-sdxl.safetensors:error',
+    'active-list:vae/sdxl_vae.safetensors:completed',
     'finished-list:diffusion_models/ltx-video-2b-v0.9.5.safetensors:error',
     'finished-list:upscale_models/4x-UltraSharp.pth:completed',
   ]);
+  expect(await page.textContent('li.group[data-name="sdxl-refiner"] > .group-head .where')).toBe('1 of 3 done · 1 failed');
   // Nothing sticks out sideways on a phone.
   expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-  for (const name of ['dashboard.png', 'dashboard-dark.png', 'dashboard-phone.png']) {
+  for (const name of ['dashboard.png', 'dashboard-full.png', 'dashboard-dark.png', 'dashboard-phone.png']) {
     expect((await fs.stat(path.join(ARTIFACTS, name))).size).toBeGreaterThan(10_000);
   }
 });
