@@ -24,7 +24,7 @@ export { Pump, type PumpOptions } from './pump';
 
 export interface RawResponse {
   status: number;
-  /** Field names in lower case; repeated fields joined with ", ". */
+  /** Field names in lower case, in a map with no prototype; list fields joined with ", " (single-value fields are refused when repeated differently). */
   headers: Record<string, string | undefined>;
   body: RawBody;
 }
