@@ -185,3 +185,8 @@ test('bytes after the last chunk: the body is whole, the connection is not reuse
   expect(show(await fetchOurs(srv.url, agent))).toBe(show({ ok: true, body: Buffer.from('hello') }));
   expect(srv.connections()).toBe(2);
 });
+
+test('a tab around chunked (llhttp reads no chunked coding there, RFC 9110 does) is refused', async () => {
+  await refused(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n${CHUNKED_HELLO}`);
+  await refused(`HTTP/1.0 200 OK\r\nTransfer-Encoding:\tchunked\r\n\r\n${CHUNKED_HELLO}`);
+});

@@ -96,6 +96,8 @@ export function parseHead(text: string): ParsedHead {
   const counts: Record<string, number | undefined> = Object.create(null) as Record<string, number | undefined>;
   for (let i = 1; i < lines.length; i++) {
     const [name, value] = parseField(lines[i]!);
+    // llhttp reads `chunked<TAB>` as no chunked coding, RFC 9110 as chunked: refused, never guessed.
+    if (name === 'transfer-encoding' && lines[i]!.includes('\t')) throw badResponse('the server sent a tab in Transfer-Encoding');
     const before = headers[name];
     counts[name] = (counts[name] ?? 0) + 1;
     if (before === undefined) headers[name] = value;
