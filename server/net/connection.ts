@@ -9,8 +9,12 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { AppError } from '../errors';
+import type { ProxyServer } from '../config';
 import { guardedLookup } from './url-policy';
 import { BLOCK, type BufferPool } from './buffer-pool';
+import { HeadScanner, parseHead } from './head-parser';
+import type { TlsSessions } from './tls-sessions';
 
 /** A read is never offered less room than this: the block is retired and a fresh one taken. */
 const MIN_READ = 64 * 1024;
@@ -45,8 +49,40 @@ export interface Consumer {
  */
 export type TlsOptions = Omit<tls.ConnectionOptions, 'host' | 'port' | 'path' | 'socket' | 'lookup' | 'onread'>;
 
+/** The time limits of the client, in ms; each ends its request with a retryable AppError of its own code. */
+export interface Timeouts {
+  /** From the start until the TCP connection (to the host or the proxy) is up: CONNECT_TIMEOUT. */
+  connectMs: number;
+  /** For the TLS handshake: TLS_TIMEOUT. */
+  tlsMs: number;
+  /** From the request sent (the connection up) until the whole response head arrived (a proxy's answer to CONNECT too): HEAD_TIMEOUT. */
+  headMs: number;
+  /** While a body is read and its reader is not holding it back: no byte for this long is BODY_TIMEOUT. */
+  bodyIdleMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({ connectMs: 30_000, tlsMs: 30_000, headMs: 30_000, bodyIdleMs: 60_000 });
+
+export interface ConnectionOptions {
+  /** What its agent pools and counts it by. */
+  key: string;
+  url: URL;
+  tls?: TlsOptions | undefined;
+  pool: BufferPool;
+  timeouts: Timeouts;
+  /** The proxy it goes through: a CONNECT tunnel for https, the proxy itself for http. */
+  proxy?: ProxyServer | undefined;
+  /** Where TLS sessions are kept for resumption (the agent's). */
+  sessions?: TlsSessions | undefined;
+}
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`;
+
 export class Connection {
-  readonly socket: net.Socket;
+  readonly key: string;
+  readonly pool: BufferPool;
+  /** The socket HTTP goes over: the TLS one once a tunnel's handshake began, the TCP one before. */
+  socket: net.Socket;
   private current: ConnectionState = 'busy';
   /** The block reads land in; a view of it at `fill` is what the socket reads into next. */
   private block: Buffer;
@@ -63,33 +99,44 @@ export class Connection {
   /** How the socket ended, kept for a consumer that takes over later. */
   private eof = false;
   private error: Error | undefined;
+  /** Connected (and through the handshake and any tunnel): requests may be written. */
+  private ready = false;
+  /** A request head written before the connection was ready. */
+  private queued: string | undefined;
+  /** Waiting for a proxy's answer to CONNECT: `socket` is the TCP one, read by the tunnel's own listener. */
+  private tunnelling = false;
+  /** The one time limit running, if any. */
+  private timer: NodeJS.Timeout | undefined;
+  /** A response head is awaited: its limit starts once the connection is ready. */
+  private awaitingHead = false;
+  /** A body is read: no byte for `bodyIdleMs` while not paused fails it. */
+  private watchingBody = false;
+  private bytesIn = 0;
+  private readonly timeouts: Timeouts;
+  /** What messages call the other end: the host, or the proxy for a failure to reach it. */
+  private readonly host: string;
 
-  constructor(
-    readonly key: string,
-    url: URL,
-    tlsOptions: TlsOptions | undefined,
-    readonly pool: BufferPool,
-  ) {
-    this.block = pool.take();
-    this.ignore = { bytes: (_block, start) => start, retire: pool.give, end() {}, fail() {} };
+  constructor(o: ConnectionOptions) {
+    this.key = o.key;
+    this.pool = o.pool;
+    this.timeouts = o.timeouts;
+    this.host = o.url.host;
+    this.block = o.pool.take();
+    this.ignore = { bytes: (_block, start) => start, retire: o.pool.give, end() {}, fail() {} };
     this.consumer = this.ignore;
     const onread: net.OnReadOpts = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onRead(n, buf) };
-    this.socket = openSocket(url, tlsOptions, onread);
-    this.socket.setNoDelay(true);
-    this.socket.on('error', (err) => {
-      this.to('ended');
-      this.error ??= err;
-      this.consumer.fail(err);
-    });
-    const ended = (): void => {
-      this.to('ended');
-      this.eof = true;
-      this.consumer.end();
-    };
-    this.socket.on('end', ended);
-    this.socket.on('close', ended);
+    const reach = o.proxy ? `the proxy at ${o.proxy.display}` : this.host;
+    this.arm(o.timeouts.connectMs, () => timeoutError('CONNECT_TIMEOUT', `could not connect to ${reach} in ${seconds(o.timeouts.connectMs)}`));
+    const https = o.url.protocol === 'https:';
+    if (o.proxy && https) {
+      this.socket = this.tunnel(o, o.proxy);
+    } else {
+      this.socket = openSocket(o, onread);
+      this.wire(this.socket);
+      if (https) this.handshake(this.socket as tls.TLSSocket, o);
+      else this.socket.once('connect', () => this.up());
+    }
   }
-
   get state(): ConnectionState {
     return this.current;
   }
@@ -147,28 +194,52 @@ export class Connection {
     );
   }
 
-  /** Writes a request head. */
+  /** Writes a request head: now, or once the connection is up. */
   send(head: string): void {
-    this.socket.write(head, 'latin1');
+    if (this.ready) this.socket.write(head, 'latin1');
+    else this.queued = (this.queued ?? '') + head;
+  }
+
+  /** A response head is awaited from now: HEAD_TIMEOUT when it is not all here within the limit (counted from the connection being up). */
+  expectHead(): void {
+    this.awaitingHead = true;
+    if (this.ready) this.armHead();
+  }
+
+  /** The head arrived (or the request ended): its limit stops. */
+  headDone(): void {
+    if (!this.awaitingHead) return;
+    this.awaitingHead = false;
+    this.disarm();
+  }
+
+  /** A body is read from now until the connection is parked or closed: BODY_TIMEOUT after `bodyIdleMs` without a byte while it is not paused. */
+  watchBody(): void {
+    this.watchingBody = true;
+    if (!this.paused) this.armBody();
   }
 
   pause(): void {
     this.paused = true;
-    this.socket.pause();
+    if (!this.tunnelling) this.socket.pause(); // the proxy's answer to CONNECT is read whatever the consumer wants
+    if (this.watchingBody) this.disarm(); // held back by its reader (the disk): not the server's silence
   }
 
   resume(): void {
     this.paused = false;
-    this.socket.resume();
+    if (!this.tunnelling) this.socket.resume();
+    if (this.watchingBody) this.armBody();
   }
 
   /** Stops every read at once (the socket is destroyed; its 'close' ends the connection). The block stays until `dispose`. */
   cut(): void {
+    this.quiet();
     this.socket.destroy();
   }
 
   /** Parks it: `onActivity` hears of anything that comes from an idle connection (bytes, EOF, an error). */
   toIdle(onActivity: () => void): void {
+    this.quiet();
     this.to('idle');
     this.served = true;
     this.socket.unref();
@@ -197,10 +268,153 @@ export class Connection {
   /** Closes the socket and gives its block back: only once no consumer still writes from it. */
   dispose(): void {
     if (this.current === 'closed') return;
+    this.quiet();
     this.to('closed');
     this.consumer = this.ignore;
     this.socket.destroy();
     this.pool.give(this.block);
+  }
+
+  /** No time limit runs any more. */
+  private quiet(): void {
+    this.awaitingHead = false;
+    this.watchingBody = false;
+    this.disarm();
+  }
+
+  private arm(ms: number, make: () => AppError): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.socket.destroy(make());
+    }, ms);
+  }
+
+  private disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private armHead(): void {
+    const from = this.bytesIn;
+    const ms = this.timeouts.headMs;
+    this.arm(ms, () =>
+      timeoutError(
+        'HEAD_TIMEOUT',
+        this.bytesIn === from ? `${this.host} accepted the connection but sent no answer for ${seconds(ms)}` : `${this.host} sent part of its answer's head, then nothing more for ${seconds(ms)}`,
+      ),
+    );
+  }
+
+  private armBody(): void {
+    if (this.timer) return void this.timer.refresh();
+    const ms = this.timeouts.bodyIdleMs;
+    this.arm(ms, () => timeoutError('BODY_TIMEOUT', `${this.host} sent no data for ${seconds(ms)} in the middle of the body`));
+  }
+
+  /** The socket that HTTP goes over: its end, close and failure are the connection's. */
+  private wire(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.on('error', (err) => this.failed(err));
+    const ended = (): void => {
+      this.quiet();
+      this.to('ended');
+      this.eof = true;
+      this.consumer.end();
+    };
+    socket.on('end', ended);
+    socket.on('close', ended);
+  }
+
+  private failed(err: Error): void {
+    this.quiet();
+    this.to('ended');
+    this.error ??= err;
+    this.consumer.fail(err);
+  }
+
+  /** TLS on `socket` (TCP connecting to the host, or a tunnel that is up): its time limit, and its session kept for the next connection. */
+  private handshake(socket: tls.TLSSocket, o: ConnectionOptions): void {
+    const tlsUp = (): void => this.arm(o.timeouts.tlsMs, () => timeoutError('TLS_TIMEOUT', `${this.host} accepted the connection but did not finish the TLS handshake in ${seconds(o.timeouts.tlsMs)}`));
+    if (o.proxy) tlsUp(); // the TCP connection (the tunnel) is up already
+    else socket.once('connect', tlsUp);
+    const sessionKey = tlsSessionKey(o);
+    socket.on('session', (session: Buffer) => o.sessions?.set(sessionKey, session));
+    socket.once('error', () => o.sessions?.delete(sessionKey));
+    socket.once('secureConnect', () => this.up());
+  }
+
+  /** The connection is up: the queued request goes out, and the head's limit starts if one is awaited. */
+  private up(): void {
+    this.ready = true;
+    this.disarm();
+    if (this.queued !== undefined) {
+      this.socket.write(this.queued, 'latin1');
+      this.queued = undefined;
+    }
+    if (this.awaitingHead) this.armHead();
+  }
+
+  /**
+   * An https connection through a proxy: TCP to the proxy, `CONNECT host:port`, its answer read as
+   * strictly as any head, then TLS over the tunnel. Returns the TCP socket (the connection's socket
+   * until TLS takes over). A refusal fails the connection with PROXY_REFUSED and what the proxy said.
+   */
+  private tunnel(o: ConnectionOptions, proxy: ProxyServer): net.Socket {
+    const raw = net.connect({ host: proxy.host, port: proxy.port, lookup: guardedLookup });
+    raw.setNoDelay(true);
+    this.tunnelling = true;
+    const target = `${hostOf(o.url)}:${portOf(o.url)}`;
+    const authority = `${o.url.hostname}:${portOf(o.url)}`;
+    let got = Buffer.alloc(0);
+    const scanner = new HeadScanner('answer to CONNECT');
+    const onError = (err: Error): void => this.failed(err);
+    const onClose = (): void => this.failed(Object.assign(new Error(`the proxy at ${proxy.display} closed the connection before the tunnel to ${target} was up`), { code: 'ECONNRESET' }));
+    const onData = (chunk: Buffer): void => {
+      got = Buffer.concat([got, chunk]);
+      let end: number;
+      let status: number;
+      let reason: string;
+      try {
+        end = scanner.scan(got);
+        if (end < 0) return;
+        const head = parseHead(got.toString('latin1', 0, end - 4));
+        status = head.status;
+        reason = /^\S+ \d{3} ?(.*)$/.exec(got.toString('latin1', 0, got.indexOf('\r\n')))?.[1] ?? '';
+      } catch (err) {
+        return void raw.destroy(err as Error);
+      }
+      raw.removeListener('data', onData);
+      raw.removeListener('error', onError);
+      raw.removeListener('close', onClose);
+      raw.on('error', () => undefined); // the TLS socket over it reports what happens to it
+      this.disarm();
+      if (status < 200 || status >= 300) {
+        raw.destroy();
+        return this.failed(
+          new AppError('PROXY_REFUSED', `the proxy at ${proxy.display} refused to connect to ${authority}: ${status}${reason ? ` ${reason.slice(0, 80)}` : ''}`, { retryable: status >= 500 || status === 408 || status === 429 }),
+        );
+      }
+      if (got.length > end) return this.failed(new AppError('PROXY_REFUSED', `the proxy at ${proxy.display} sent bytes of its own after opening the tunnel to ${authority}`, { retryable: true }));
+      raw.pause();
+      const secure = tls.connect(tlsConnectOptions(o, { socket: raw }));
+      this.socket = secure;
+      this.tunnelling = false;
+      this.wire(secure);
+      // tls.connect ignores `onread` over a given socket: its bytes come as 'data' and are copied into the block.
+      secure.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
+      if (this.paused) secure.pause();
+      this.handshake(secure, o);
+    };
+    raw.on('data', onData);
+    raw.on('error', onError);
+    raw.on('close', onClose);
+    raw.once('connect', () => {
+      const auth = proxy.authorization ? `Proxy-Authorization: ${proxy.authorization}\r\n` : '';
+      raw.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`, 'latin1');
+      this.arm(o.timeouts.headMs, () => timeoutError('HEAD_TIMEOUT', `the proxy at ${proxy.display} accepted the connection but did not answer CONNECT ${authority} for ${seconds(o.timeouts.headMs)}`));
+    });
+    return raw;
   }
 
   private nextBuffer(): Buffer {
@@ -222,12 +436,14 @@ export class Connection {
   /** Always true: pausing is done with `pause()`, where the reason is known. */
   private onRead(n: number, buf: Uint8Array): boolean {
     if (buf.buffer !== this.block.buffer || buf.byteOffset !== this.block.byteOffset + this.fill) {
-      // A Node that reads into one fixed buffer: copy into the block.
+      // A Node that reads into one fixed buffer, or 'data' from a tunnel: copy into the block.
       if (BLOCK - this.fill < n) this.retire();
       this.block.set(buf.subarray(0, n), this.fill);
     }
     const from = this.fill;
     this.fill += n;
+    this.bytesIn += n;
+    if (this.watchingBody) this.timer?.refresh();
     try {
       this.deliver(this.consumer, from);
     } catch (err) {
@@ -250,28 +466,46 @@ export class Connection {
   }
 }
 
+function timeoutError(code: string, message: string): AppError {
+  return new AppError(code, message, { retryable: true });
+}
+
+const hostOf = (url: URL): string => url.hostname.replace(/^\[|\]$/g, '');
+const portOf = (url: URL): number => Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
+
+/** What a TLS session is kept under: the connection's pool key (its origin and TLS options) and the name it was verified for. */
+function tlsSessionKey(o: ConnectionOptions): string {
+  const host = hostOf(o.url);
+  return `${o.key}|${net.isIP(host) ? '' : host}`;
+}
+
 /**
- * Connects to the URL's host and port. The caller's TLS options go first and ours last, so that
- * none of theirs can send the socket elsewhere (host, port, a Unix `path`, a ready `socket`) or
- * around the address guard (`lookup`): url-policy.ts refuses link-local and metadata addresses
- * at every DNS answer, and only that lookup ever resolves a host here.
+ * The options of tls.connect. The caller's TLS options go first and ours last, so that none of
+ * theirs can send the socket elsewhere (host, port, a Unix `path`, a ready `socket`) or around the
+ * address guard (`lookup`): url-policy.ts refuses link-local and metadata addresses at every DNS
+ * answer, and only that lookup ever resolves a host here.
  */
-function openSocket(url: URL, tlsOptions: TlsOptions | undefined, onread: net.OnReadOpts): net.Socket {
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  const https = url.protocol === 'https:';
-  const port = Number(url.port) || (https ? 443 : 80);
-  if (!https) return net.connect({ host, port, lookup: guardedLookup, onread });
-  // tls.connect takes `onread` too (documented; its types omit it).
-  const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
-    ...tlsOptions,
+function tlsConnectOptions(o: ConnectionOptions, where: { socket: net.Socket } | { onread: net.OnReadOpts }): tls.ConnectionOptions {
+  const host = hostOf(o.url);
+  const session = o.sessions?.get(tlsSessionKey(o));
+  return {
+    ...o.tls,
     host,
-    port,
+    port: portOf(o.url),
     path: undefined,
     socket: undefined,
     lookup: guardedLookup,
-    onread,
     ALPNProtocols: ['http/1.1'],
     ...(net.isIP(host) ? {} : { servername: host }),
+    ...(session ? { session } : {}),
+    ...where,
   };
-  return tls.connect(secure);
+}
+
+/** Connects to the URL's host and port, or to the proxy for an http URL through one. */
+function openSocket(o: ConnectionOptions, onread: net.OnReadOpts): net.Socket {
+  if (o.proxy) return net.connect({ host: o.proxy.host, port: o.proxy.port, lookup: guardedLookup, onread });
+  if (o.url.protocol !== 'https:') return net.connect({ host: hostOf(o.url), port: portOf(o.url), lookup: guardedLookup, onread });
+  // tls.connect takes `onread` too (documented; its types omit it).
+  return tls.connect(tlsConnectOptions(o, { onread }));
 }

@@ -26,12 +26,13 @@ export interface ResponseHead {
 }
 
 /**
- * The request head of a GET; throws BAD_HEADER for a header that would smuggle a line. `target` is
- * the request target: the URL's path and query (origin form), or the whole URL to a proxy (absolute form).
+ * The request head of a GET; throws BAD_HEADER for a header that would smuggle a line. To an http
+ * proxy (`proxy`), the request target is the whole URL (absolute form) and the proxy's credentials go along.
  */
-export function requestHead(url: URL, headers: Record<string, string>, target: 'origin' | 'absolute' = 'origin'): string {
+export function requestHead(url: URL, headers: Record<string, string>, proxy?: { authorization?: string }): string {
   const path = `${url.pathname || '/'}${url.search}`;
-  let head = `GET ${target === 'absolute' ? `${url.protocol}//${url.host}${path}` : path} HTTP/1.1\r\nHost: ${url.host}\r\n`;
+  let head = `GET ${proxy ? `${url.protocol}//${url.host}${path}` : path} HTTP/1.1\r\nHost: ${url.host}\r\n`;
+  if (proxy?.authorization) head += `Proxy-Authorization: ${proxy.authorization}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (!TOKEN.test(name) || /[^\t\x20-\x7e\x80-\xff]/.test(value)) throw new AppError('BAD_HEADER', `invalid request header ${name}`);
     head += `${name}: ${value}\r\n`;
@@ -52,6 +53,7 @@ export function exchange(conn: Connection, head: string, signal: AbortSignal): P
     const settle = (err: unknown, value?: ResponseHead): void => {
       if (settled) return;
       settled = true;
+      conn.headDone();
       signal.removeEventListener('abort', onAbort);
       if (value) resolve(value);
       else reject(err);
@@ -94,5 +96,6 @@ export function exchange(conn: Connection, head: string, signal: AbortSignal): P
     signal.addEventListener('abort', onAbort, { once: true });
     conn.attach(reader); // nothing is here yet on a new or claimed connection: this makes it the reader and resumes it
     conn.send(head);
+    conn.expectHead();
   });
 }
