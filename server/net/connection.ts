@@ -113,6 +113,9 @@ export class Connection {
   private watchingBody = false;
   private bytesIn = 0;
   private readonly timeouts: Timeouts;
+  private readonly proxy: ProxyServer | undefined;
+  /** The TCP connection to the proxy is up (failures from then on are the tunnel's or the host's). */
+  private proxyReached = false;
   /** What messages call the other end: the host, or the proxy for a failure to reach it. */
   private readonly host: string;
 
@@ -120,6 +123,7 @@ export class Connection {
     this.key = o.key;
     this.pool = o.pool;
     this.timeouts = o.timeouts;
+    this.proxy = o.proxy;
     this.host = o.url.host;
     this.block = o.pool.take();
     this.ignore = { bytes: (_block, start) => start, retire: o.pool.give, end() {}, fail() {} };
@@ -134,7 +138,11 @@ export class Connection {
       this.socket = openSocket(o, onread);
       this.wire(this.socket);
       if (https) this.handshake(this.socket as tls.TLSSocket, o);
-      else this.socket.once('connect', () => this.up());
+      else
+        this.socket.once('connect', () => {
+          this.proxyReached = true;
+          this.up();
+        });
     }
   }
   get state(): ConnectionState {
@@ -327,6 +335,11 @@ export class Connection {
   }
 
   private failed(err: Error): void {
+    if (this.proxy && !this.proxyReached && !(err instanceof AppError)) {
+      // Not the host's failure: the proxy's, named as such (and never with its credentials).
+      const errno = (err as NodeJS.ErrnoException).code;
+      err = new AppError('PROXY_UNREACHABLE', `could not reach the proxy at ${this.proxy.display} (${errno ?? err.message})`, { cause: err, retryable: true });
+    }
     this.quiet();
     this.to('ended');
     this.error ??= err;
@@ -410,6 +423,7 @@ export class Connection {
     raw.on('error', onError);
     raw.on('close', onClose);
     raw.once('connect', () => {
+      this.proxyReached = true;
       const auth = proxy.authorization ? `Proxy-Authorization: ${proxy.authorization}\r\n` : '';
       raw.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`, 'latin1');
       this.arm(o.timeouts.headMs, () => timeoutError('HEAD_TIMEOUT', `the proxy at ${proxy.display} accepted the connection but did not answer CONNECT ${authority} for ${seconds(o.timeouts.headMs)}`));

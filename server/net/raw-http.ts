@@ -15,6 +15,7 @@
  *   pump.ts          a body moved to a file, block by block
  *   buffer-pool.ts   the blocks
  */
+import { AppError } from '../errors';
 import type { Agent } from './agent';
 import { RawBody } from './body';
 import type { Timeouts, TlsOptions } from './connection';
@@ -62,6 +63,10 @@ export async function request(url: URL, headers: Record<string, string>, signal:
       try {
         const res = await exchange(conn, head, signal);
         signal.throwIfAborted();
+        if (res.status === 407 && proxy && url.protocol === 'http:') {
+          // The proxy's own answer, not the host's: said as such (the connection is closed below).
+          throw new AppError('PROXY_REFUSED', `the proxy at ${proxy.display} refused to fetch ${url.host}: 407, it wants other credentials (check HTTP_PROXY)`, { retryable: false });
+        }
         return { status: res.status, headers: res.headers, body: new RawBody(conn, res, signal, agent) };
       } catch (err) {
         conn.dispose();
