@@ -382,7 +382,7 @@ export class Connection {
     let got = Buffer.alloc(0);
     const scanner = new HeadScanner('answer to CONNECT');
     const onError = (err: Error): void => this.failed(err);
-    const onClose = (): void => this.failed(Object.assign(new Error(`the proxy at ${proxy.display} closed the connection before the tunnel to ${target} was up`), { code: 'ECONNRESET' }));
+    const onClose = (): void => this.failed(new AppError('ECONNRESET', `the proxy at ${proxy.display} closed the connection before the tunnel to ${target} was up`, { retryable: true }));
     const onData = (chunk: Buffer): void => {
       got = Buffer.concat([got, chunk]);
       let end: number;
