@@ -377,12 +377,11 @@ export class Connection {
     const raw = net.connect({ host: proxy.host, port: proxy.port, lookup: guardedLookup });
     raw.setNoDelay(true);
     this.tunnelling = true;
-    const target = `${hostOf(o.url)}:${portOf(o.url)}`;
     const authority = `${o.url.hostname}:${portOf(o.url)}`;
     let got = Buffer.alloc(0);
     const scanner = new HeadScanner('answer to CONNECT');
     const onError = (err: Error): void => this.failed(err);
-    const onClose = (): void => this.failed(new AppError('ECONNRESET', `the proxy at ${proxy.display} closed the connection before the tunnel to ${target} was up`, { retryable: true }));
+    const onClose = (): void => this.failed(new AppError('ECONNRESET', `the proxy at ${proxy.display} closed the connection before the tunnel to ${authority} was up`, { retryable: true }));
     const onData = (chunk: Buffer): void => {
       got = Buffer.concat([got, chunk]);
       let end: number;
