@@ -220,3 +220,31 @@ async function waitFor(condition: () => boolean, ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test('a proxy that accepts CONNECT and never answers: HEAD_TIMEOUT naming the proxy; one that answers no HTTP: BAD_RESPONSE', async () => {
+  const { loadProxyConfig } = await import('../../server/config');
+  for (const [answer, code] of [
+    [() => undefined, 'HEAD_TIMEOUT'],
+    [(s: net.Socket) => s.write('HTTP/1.1 200 Connection established\nProxy: x\n\n'), 'BAD_RESPONSE'],
+  ] as const) {
+    const fake = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => answer(s));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as net.AddressInfo).port;
+    const sockets: net.Socket[] = [];
+    fake.on('connection', (s) => sockets.push(s));
+    closers.push(() => {
+      for (const s of sockets) s.destroy();
+      fake.close();
+    });
+    const through = createAgent({ timeouts: { headMs: 300 }, proxy: loadProxyConfig({ HTTPS_PROXY: `http://u:secret-pw@127.0.0.1:${port}` }) });
+    const { err, ms } = await failure(() => request(new URL('https://example.invalid/f'), {}, new AbortController().signal, { agent: through }));
+    await through.close();
+    expect(err).toMatchObject({ code });
+    if (code === 'HEAD_TIMEOUT') expect(err.message).toBe(`the proxy at 127.0.0.1:${port} accepted the connection but did not answer CONNECT example.invalid:443 for 0.3 s`);
+    expect(err.message).not.toContain('secret-pw');
+    expect(ms).toBeLessThan(2000);
+  }
+});
