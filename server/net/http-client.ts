@@ -42,7 +42,8 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
   let url = start;
   let firstHeaders: Record<string, string | undefined> | undefined;
   for (let hop = 0; ; hop++) {
-    // Every hop, the first too (a status-file edit or a source hook could hand us any URL).
+    // Every hop, the first too (a status-file edit or a source hook could hand us any URL). Through a
+    // proxy this literal check still runs; host names are then resolved, and guarded, by the proxy.
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new AppError('UNSUPPORTED_URL', `Only http and https URLs can be downloaded, got ${url.protocol.replace(/:$/, '')}`);
     }
