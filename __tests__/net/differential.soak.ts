@@ -4,7 +4,7 @@ import { runDifferential } from './differential';
 // DIFFERENTIAL_SEED and DIFFERENTIAL_CASES pick others (a failure names its case and seed).
 
 const seeds = process.env.DIFFERENTIAL_SEED ? [Number(process.env.DIFFERENTIAL_SEED)] : [1, 20260401, 777];
-const count = Number(process.env.DIFFERENTIAL_CASES ?? 2500);
+const count = Number(process.env.DIFFERENTIAL_CASES ?? 2000);
 
 test.each(seeds)(`differential soak: our client against llhttp, ${count} cases of seed %i`, async (seed) => {
   const { failures, stats } = await runDifferential(seed, count);
