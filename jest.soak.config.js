@@ -1,12 +1,13 @@
 /**
- * Soak tests (`npm run test:soak`): the kill loop and WebSocket churn, minutes long, so kept out of
+ * Soak tests (`npm run test:soak`): the kill loop, WebSocket churn and the HTTP client's differential
+ * run against llhttp at length, minutes long, so kept out of
  * `npm test` (whose testMatch is *.test.ts). The global setup builds dist/ for the child servers.
  * @type {import('jest').Config}
  */
 module.exports = {
   preset: 'ts-jest',
   testEnvironment: 'node',
-  roots: ['<rootDir>/__tests__/hardening'],
+  roots: ['<rootDir>/__tests__/hardening', '<rootDir>/__tests__/net'],
   testMatch: ['**/*.soak.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
   // The page's sources and protocol/ import siblings as `./x.js` (ES modules in the browser): resolve them to the .ts.

@@ -37,6 +37,28 @@ export interface Config {
   extraModelPaths?: string;
   /** A ComfyUI-Manager model-list.json (`MODEL_LIST_FILE`): one more place to find a model's URL. */
   modelListFile?: string;
+  /** Proxies for downloads, from HTTPS_PROXY, HTTP_PROXY and NO_PROXY (lower-case names win, as in curl). */
+  proxy: ProxyConfig;
+}
+
+/** A proxy server: where it is, and the credentials its URL carried. */
+export interface ProxyServer {
+  readonly host: string;
+  readonly port: number;
+  /** `host:port`: what messages and logs name it by, never with its credentials. */
+  readonly display: string;
+  /** `Basic <base64>` for Proxy-Authorization when the URL had a user; not enumerable, so never printed or serialized. */
+  readonly authorization?: string;
+}
+
+/** Which proxy a download goes through (server/net/proxy.ts applies it). Frozen. */
+export interface ProxyConfig {
+  /** For http:// URLs: requests in absolute form. */
+  readonly http?: ProxyServer;
+  /** For https:// URLs: a CONNECT tunnel. */
+  readonly https?: ProxyServer;
+  /** Hosts reached directly: names (and their subdomains), IP addresses or CIDR ranges, `host:port`, or `*` for all. */
+  readonly noProxy: readonly string[];
 }
 
 export class ConfigError extends Error {
@@ -84,6 +106,53 @@ function optional(env: Env, name: string): string | undefined {
   return value ? value : undefined;
 }
 
+/** The value of `name` in lower case, else in upper case (as curl reads proxy variables): trimmed, or undefined. */
+function proxyVariable(env: Env, name: string): string | undefined {
+  const lower = env[name.toLowerCase()];
+  const value = lower !== undefined ? lower : env[name.toUpperCase()];
+  return value?.trim() || undefined;
+}
+
+/**
+ * A proxy URL as curl reads it: `http://` assumed when no scheme is given, port 1080 when none;
+ * only http:// proxies (https:// and socks ones are refused by name). Credentials in it become a
+ * Proxy-Authorization value that is never printed: not in the ConfigError, not in the object.
+ */
+function proxyServer(env: Env, name: string): ProxyServer | undefined {
+  const raw = proxyVariable(env, name);
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
+  } catch {
+    throw new ConfigError(`Expected ${name} to be a proxy URL like http://proxy:3128, got something else (not shown: it may carry a password)`);
+  }
+  if (url.protocol !== 'http:') {
+    throw new ConfigError(`Expected ${name} to be an http:// proxy, got a ${url.protocol.replace(/:$/, '')} one; only http proxies are supported`);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port) || 1080;
+  const server: ProxyServer = { host, port, display: `${url.hostname}:${port}` };
+  if (url.username || url.password) {
+    const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+    Object.defineProperty(server, 'authorization', { value: `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`, enumerable: false });
+  }
+  return Object.freeze(server);
+}
+
+/** HTTPS_PROXY, HTTP_PROXY and NO_PROXY (lower-case first), read once. */
+export function loadProxyConfig(env: Env): ProxyConfig {
+  const https = proxyServer(env, 'HTTPS_PROXY');
+  const http = proxyServer(env, 'HTTP_PROXY');
+  const noProxy = Object.freeze(
+    (proxyVariable(env, 'NO_PROXY') ?? '')
+      .split(/[\s,]+/)
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  return Object.freeze({ ...(http ? { http } : {}), ...(https ? { https } : {}), noProxy });
+}
+
 /**
  * Environment → validated, frozen options. Throws ConfigError with a message that names the
  * variable, what was expected and what came. Relative paths resolve against `cwd`.
@@ -113,6 +182,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     civitaiEndpoint: baseUrl(env, 'CIVITAI_ENDPOINT', 'https://civitai.com'),
     retentionHours: positive(env, 'RETENTION_HOURS', 24),
     staleMinutes: positive(env, 'STALE_MINUTES', 10),
+    proxy: loadProxyConfig(env),
   };
   const apiToken = optional(env, 'API_TOKEN');
   if (apiToken) config.apiToken = apiToken;

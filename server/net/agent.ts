@@ -2,11 +2,15 @@
  * Owns a set of connections, like Node's http.Agent or undici's Agent: how many may go to one host
  * at a time, the idle keep-alive ones kept for the next request, and the pool of blocks their
  * reads land in. Each Downloader has its own, so closing it closes only its own sockets and no
- * state is shared through module globals. Connections are pooled by origin and TLS options; a TLS
- * session cache, when there is one, belongs here too, keyed the same way.
+ * state is shared through module globals. Connections are pooled by origin and TLS options; the
+ * TLS sessions kept for resumption are keyed the same way (and by server name). It also holds what
+ * every request of its owner shares: the time limits' defaults and the proxy configuration.
  */
+import type { ProxyConfig } from '../config';
 import { BufferPool } from './buffer-pool';
-import { Connection, type TlsOptions } from './connection';
+import { Connection, DEFAULT_TIMEOUTS, type Timeouts, type TlsOptions } from './connection';
+import { proxyFor } from './proxy';
+import { TlsSessions } from './tls-sessions';
 
 export interface AgentOptions {
   /**
@@ -14,8 +18,12 @@ export interface AgentOptions {
    * a client throttled by CDNs (aria2 caps at 16 too). @default 16
    */
   perHost?: number;
-  /** How long an idle connection is kept for another request. @default 4000 */
+  /** How long an idle connection is kept for another request (less when the server's Keep-Alive says so). @default 4000 */
   idleMs?: number;
+  /** Time limits of every request (a request may set its own): connect 30 s, TLS 30 s, head 30 s, body idle 60 s by default. */
+  timeouts?: Partial<Timeouts>;
+  /** The proxies to go through (config.ts's `proxy`, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY). @default none */
+  proxy?: ProxyConfig;
 }
 
 interface Slot {
@@ -36,12 +44,18 @@ export class Agent {
   /** Idle connections by key, each with the timer that closes it. */
   private readonly idle = new Map<string, Map<Connection, NodeJS.Timeout>>();
   private readonly tlsIds = new WeakMap<object, number>();
+  /** TLS sessions for resumption, across the connections (segments, retries) of this agent. */
+  readonly tlsSessions = new TlsSessions();
+  readonly timeouts: Readonly<Timeouts>;
+  private readonly proxy: ProxyConfig | undefined;
   private tlsCount = 0;
   private closed = false;
 
   constructor(options: AgentOptions = {}) {
     this.perHost = options.perHost ?? 16;
     this.idleMs = options.idleMs ?? 4000;
+    this.timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts) });
+    this.proxy = options.proxy;
   }
 
   /** What connections are pooled and counted by: the origin, and the TLS options when a caller gave some (a test's CA). */
@@ -83,14 +97,27 @@ export class Agent {
     if (slot.used === 0) this.slots.delete(key);
   }
 
-  /** A connection for a request that holds a slot of `key`: an idle one, or a new one. */
-  connect(key: string, url: URL, tlsOptions: TlsOptions | undefined): Connection {
-    return this.takeIdle(key) ?? new Connection(key, url, tlsOptions, this.pool);
+  /** A connection for a request that holds a slot of `key`: an idle one, or a new one (through the proxy for `url`, if any). */
+  connect(key: string, url: URL, tlsOptions: TlsOptions | undefined, timeouts: Partial<Timeouts> = {}): Connection {
+    return (
+      this.takeIdle(key) ??
+      new Connection({ key, url, tls: tlsOptions, pool: this.pool, timeouts: { ...this.timeouts, ...definedOnly(timeouts) }, proxy: proxyFor(url, this.proxy), sessions: this.tlsSessions })
+    );
   }
 
-  /** A response is done with `conn`: keep it for the next request when it is `reuse`able and still open, close it otherwise; and give back its slot. */
-  release(conn: Connection, reuse: boolean): void {
-    if (reuse && conn.state === 'busy' && !this.closed) this.park(conn);
+  /** The proxy requests to `url` go through, if any. */
+  proxyFor(url: URL): ReturnType<typeof proxyFor> {
+    return proxyFor(url, this.proxy);
+  }
+
+  /**
+   * A response is done with `conn`: keep it for the next request when it is `reuse`able and still
+   * open, close it otherwise; and give back its slot. `serverIdleMs` is how long the server said it
+   * keeps an idle connection (Keep-Alive: timeout=N): ours is closed a second before that.
+   */
+  release(conn: Connection, reuse: boolean, serverIdleMs?: number): void {
+    const idleMs = Math.min(this.idleMs, serverIdleMs === undefined ? Infinity : serverIdleMs - 1000);
+    if (reuse && conn.state === 'busy' && !this.closed && idleMs > 0) this.park(conn, idleMs);
     else conn.dispose();
     this.giveSlot(conn.key);
   }
@@ -113,11 +140,11 @@ export class Agent {
     await Promise.all(closing);
   }
 
-  private park(conn: Connection): void {
+  private park(conn: Connection, idleMs: number): void {
     const conns = this.idle.get(conn.key) ?? new Map<Connection, NodeJS.Timeout>();
     this.idle.set(conn.key, conns);
     const drop = (): void => this.drop(conn);
-    conns.set(conn, setTimeout(drop, this.idleMs).unref());
+    conns.set(conn, setTimeout(drop, idleMs).unref());
     conn.toIdle(drop);
   }
 
@@ -141,4 +168,9 @@ export class Agent {
     }
     return undefined;
   }
+}
+
+/** `o` without its undefined entries (so that they do not override defaults). */
+function definedOnly<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

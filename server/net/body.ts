@@ -5,7 +5,7 @@
  */
 import { Readable } from 'node:stream';
 import type { Agent } from './agent';
-import type { Framer } from './body-framing';
+import type { Framer, Framing } from './body-framing';
 import type { Connection } from './connection';
 import { Pump, type PumpOptions } from './pump';
 
@@ -18,14 +18,20 @@ export class RawBody extends Readable {
   private pumping: Pump | undefined;
   private reading = false;
 
+  private readonly framer: Framer;
+  private readonly keepAlive: boolean;
+  private readonly serverIdleMs: number | undefined;
+
   constructor(
     private readonly conn: Connection,
-    private readonly framer: Framer,
-    private readonly keepAlive: boolean,
+    framing: Framing,
     private readonly signal: AbortSignal,
     private readonly agent: Agent,
   ) {
     super({ highWaterMark: 64 * 1024 });
+    this.framer = framing.framer;
+    this.keepAlive = framing.keepAlive;
+    this.serverIdleMs = framing.serverIdleMs;
     signal.addEventListener('abort', this.onAbort, { once: true });
   }
 
@@ -56,6 +62,7 @@ export class RawBody extends Readable {
       this.push(null);
     };
     if (this.framer.done) return finish();
+    conn.watchBody();
     conn.attach({
       bytes: (block, start, from, to) => {
         let body: [number, number];
@@ -99,6 +106,6 @@ export class RawBody extends Readable {
     if (this.released) return;
     this.released = true;
     this.signal.removeEventListener('abort', this.onAbort);
-    this.agent.release(this.conn, reuse);
+    this.agent.release(this.conn, reuse, this.serverIdleMs);
   }
 }

@@ -5,12 +5,17 @@
  * event per chunk, then their garbage); on a 2-core machine that halved our speed next to curl.
  * Here the socket reads (`onread`) straight into reused 1 MiB blocks (buffer-pool.ts): the kernel
  * fills a block, a full one goes to its consumer (the pump writes it to disk) while the next fills,
- * and nothing is allocated per chunk.
+ * and nothing is allocated per chunk. It also runs the time limits of what happens on it (connect,
+ * TLS, the head, an idle body); dial.ts reaches the other end, directly or through a proxy.
  */
-import net from 'node:net';
-import tls from 'node:tls';
-import { guardedLookup } from './url-policy';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { AppError } from '../errors';
+import type { ProxyServer } from '../config';
 import { BLOCK, type BufferPool } from './buffer-pool';
+import { openSocket, openTunnel, seconds, timeoutError, tlsSessionKey, type ConnectionOptions, type Timeouts } from './dial';
+
+export { DEFAULT_TIMEOUTS, type ConnectionOptions, type Timeouts, type TlsOptions } from './dial';
 
 /** A read is never offered less room than this: the block is retired and a fresh one taken. */
 const MIN_READ = 64 * 1024;
@@ -39,14 +44,11 @@ export interface Consumer {
   fail(err: Error): void;
 }
 
-/**
- * TLS options a caller may give (a test's CA). Where the socket goes and how its host is looked
- * up are not theirs to set: they are left out here, and overridden at run time as well.
- */
-export type TlsOptions = Omit<tls.ConnectionOptions, 'host' | 'port' | 'path' | 'socket' | 'lookup' | 'onread'>;
-
 export class Connection {
-  readonly socket: net.Socket;
+  readonly key: string;
+  readonly pool: BufferPool;
+  /** The socket HTTP goes over: the TLS one once a tunnel's handshake began, the TCP one before. */
+  socket: net.Socket;
   private current: ConnectionState = 'busy';
   /** The block reads land in; a view of it at `fill` is what the socket reads into next. */
   private block: Buffer;
@@ -63,33 +65,52 @@ export class Connection {
   /** How the socket ended, kept for a consumer that takes over later. */
   private eof = false;
   private error: Error | undefined;
+  /** Connected (and through the handshake and any tunnel): requests may be written. */
+  private ready = false;
+  /** A request head written before the connection was ready. */
+  private queued: string | undefined;
+  /** Waiting for a proxy's answer to CONNECT: `socket` is the TCP one, read by the tunnel's own listener. */
+  private tunnelling = false;
+  /** The one time limit running, if any. */
+  private timer: NodeJS.Timeout | undefined;
+  /** A response head is awaited: its limit starts once the connection is ready. */
+  private awaitingHead = false;
+  /** A body is read: no byte for `bodyIdleMs` while not paused fails it. */
+  private watchingBody = false;
+  private bytesIn = 0;
+  private readonly timeouts: Timeouts;
+  private readonly proxy: ProxyServer | undefined;
+  /** The TCP connection to the proxy is up (failures from then on are the tunnel's or the host's). */
+  private proxyReached = false;
+  /** What messages call the other end: the host, or the proxy for a failure to reach it. */
+  private readonly host: string;
 
-  constructor(
-    readonly key: string,
-    url: URL,
-    tlsOptions: TlsOptions | undefined,
-    readonly pool: BufferPool,
-  ) {
-    this.block = pool.take();
-    this.ignore = { bytes: (_block, start) => start, retire: pool.give, end() {}, fail() {} };
+  constructor(o: ConnectionOptions) {
+    this.key = o.key;
+    this.pool = o.pool;
+    this.timeouts = o.timeouts;
+    this.proxy = o.proxy;
+    this.host = o.url.host;
+    this.block = o.pool.take();
+    this.ignore = { bytes: (_block, start) => start, retire: o.pool.give, end() {}, fail() {} };
     this.consumer = this.ignore;
     const onread: net.OnReadOpts = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onRead(n, buf) };
-    this.socket = openSocket(url, tlsOptions, onread);
-    this.socket.setNoDelay(true);
-    this.socket.on('error', (err) => {
-      this.to('ended');
-      this.error ??= err;
-      this.consumer.fail(err);
-    });
-    const ended = (): void => {
-      this.to('ended');
-      this.eof = true;
-      this.consumer.end();
-    };
-    this.socket.on('end', ended);
-    this.socket.on('close', ended);
+    const reach = o.proxy ? `the proxy at ${o.proxy.display}` : this.host;
+    this.arm(o.timeouts.connectMs, () => timeoutError('CONNECT_TIMEOUT', `could not connect to ${reach} in ${seconds(o.timeouts.connectMs)}`));
+    const https = o.url.protocol === 'https:';
+    if (o.proxy && https) {
+      this.socket = this.tunnel(o, o.proxy);
+    } else {
+      this.socket = openSocket(o, onread);
+      this.wire(this.socket);
+      if (https) this.handshake(this.socket as tls.TLSSocket, o);
+      else
+        this.socket.once('connect', () => {
+          this.proxyReached = true;
+          this.up();
+        });
+    }
   }
-
   get state(): ConnectionState {
     return this.current;
   }
@@ -147,28 +168,52 @@ export class Connection {
     );
   }
 
-  /** Writes a request head. */
+  /** Writes a request head: now, or once the connection is up. */
   send(head: string): void {
-    this.socket.write(head, 'latin1');
+    if (this.ready) this.socket.write(head, 'latin1');
+    else this.queued = (this.queued ?? '') + head;
+  }
+
+  /** A response head is awaited from now: HEAD_TIMEOUT when it is not all here within the limit (counted from the connection being up). */
+  expectHead(): void {
+    this.awaitingHead = true;
+    if (this.ready) this.armHead();
+  }
+
+  /** The head arrived (or the request ended): its limit stops. */
+  headDone(): void {
+    if (!this.awaitingHead) return;
+    this.awaitingHead = false;
+    this.disarm();
+  }
+
+  /** A body is read from now until the connection is parked or closed: BODY_TIMEOUT after `bodyIdleMs` without a byte while it is not paused. */
+  watchBody(): void {
+    this.watchingBody = true;
+    if (!this.paused) this.armBody();
   }
 
   pause(): void {
     this.paused = true;
-    this.socket.pause();
+    if (!this.tunnelling) this.socket.pause(); // the proxy's answer to CONNECT is read whatever the consumer wants
+    if (this.watchingBody) this.disarm(); // held back by its reader (the disk): not the server's silence
   }
 
   resume(): void {
     this.paused = false;
-    this.socket.resume();
+    if (!this.tunnelling) this.socket.resume();
+    if (this.watchingBody) this.armBody();
   }
 
   /** Stops every read at once (the socket is destroyed; its 'close' ends the connection). The block stays until `dispose`. */
   cut(): void {
+    this.quiet();
     this.socket.destroy();
   }
 
   /** Parks it: `onActivity` hears of anything that comes from an idle connection (bytes, EOF, an error). */
   toIdle(onActivity: () => void): void {
+    this.quiet();
     this.to('idle');
     this.served = true;
     this.socket.unref();
@@ -197,10 +242,116 @@ export class Connection {
   /** Closes the socket and gives its block back: only once no consumer still writes from it. */
   dispose(): void {
     if (this.current === 'closed') return;
+    this.quiet();
     this.to('closed');
     this.consumer = this.ignore;
     this.socket.destroy();
     this.pool.give(this.block);
+  }
+
+  /** No time limit runs any more. */
+  private quiet(): void {
+    this.awaitingHead = false;
+    this.watchingBody = false;
+    this.disarm();
+  }
+
+  private arm(ms: number, make: () => AppError): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.socket.destroy(make());
+    }, ms);
+  }
+
+  private disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private armHead(): void {
+    const from = this.bytesIn;
+    const ms = this.timeouts.headMs;
+    this.arm(ms, () =>
+      timeoutError(
+        'HEAD_TIMEOUT',
+        this.bytesIn === from ? `${this.host} accepted the connection but sent no answer for ${seconds(ms)}` : `${this.host} sent part of its answer's head, then nothing more for ${seconds(ms)}`,
+      ),
+    );
+  }
+
+  private armBody(): void {
+    if (this.timer) return void this.timer.refresh();
+    const ms = this.timeouts.bodyIdleMs;
+    this.arm(ms, () => timeoutError('BODY_TIMEOUT', `${this.host} sent no data for ${seconds(ms)} in the middle of the body`));
+  }
+
+  /** The socket that HTTP goes over: its end, close and failure are the connection's. */
+  private wire(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.on('error', (err) => this.failed(err));
+    const ended = (): void => {
+      this.quiet();
+      this.to('ended');
+      this.eof = true;
+      this.consumer.end();
+    };
+    socket.on('end', ended);
+    socket.on('close', ended);
+  }
+
+  private failed(err: Error): void {
+    if (this.proxy && !this.proxyReached && !(err instanceof AppError)) {
+      // Not the host's failure: the proxy's, named as such (and never with its credentials).
+      const errno = (err as NodeJS.ErrnoException).code;
+      err = new AppError('PROXY_UNREACHABLE', `could not reach the proxy at ${this.proxy.display} (${errno ?? err.message})`, { cause: err, retryable: true });
+    }
+    this.quiet();
+    this.to('ended');
+    this.error ??= err;
+    this.consumer.fail(err);
+  }
+
+  /** TLS on `socket` (TCP connecting to the host, or a tunnel that is up): its time limit, and its session kept for the next connection. */
+  private handshake(socket: tls.TLSSocket, o: ConnectionOptions): void {
+    const tlsUp = (): void => this.arm(o.timeouts.tlsMs, () => timeoutError('TLS_TIMEOUT', `${this.host} accepted the connection but did not finish the TLS handshake in ${seconds(o.timeouts.tlsMs)}`));
+    if (o.proxy) tlsUp(); // the TCP connection (the tunnel) is up already
+    else socket.once('connect', tlsUp);
+    const sessionKey = tlsSessionKey(o);
+    socket.on('session', (session: Buffer) => o.sessions?.set(sessionKey, session));
+    socket.once('error', () => o.sessions?.delete(sessionKey));
+    socket.once('secureConnect', () => this.up());
+  }
+
+  /** The connection is up: the queued request goes out, and the head's limit starts if one is awaited. */
+  private up(): void {
+    this.ready = true;
+    this.disarm();
+    if (this.queued !== undefined) {
+      this.socket.write(this.queued, 'latin1');
+      this.queued = undefined;
+    }
+    if (this.awaitingHead) this.armHead();
+  }
+
+  /** An https connection through a proxy (dial.ts): the TCP socket, until TLS over the tunnel takes over. */
+  private tunnel(o: ConnectionOptions, proxy: ProxyServer): net.Socket {
+    this.tunnelling = true;
+    return openTunnel(o, proxy, {
+      reached: () => (this.proxyReached = true),
+      arm: (ms, make) => this.arm(ms, make),
+      disarm: () => this.disarm(),
+      failed: (err) => this.failed(err),
+      secured: (secure) => {
+        this.socket = secure;
+        this.tunnelling = false;
+        this.wire(secure);
+        // tls.connect ignores `onread` over a given socket: its bytes come as 'data' and are copied into the block.
+        secure.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
+        if (this.paused) secure.pause();
+        this.handshake(secure, o);
+      },
+    });
   }
 
   private nextBuffer(): Buffer {
@@ -222,12 +373,14 @@ export class Connection {
   /** Always true: pausing is done with `pause()`, where the reason is known. */
   private onRead(n: number, buf: Uint8Array): boolean {
     if (buf.buffer !== this.block.buffer || buf.byteOffset !== this.block.byteOffset + this.fill) {
-      // A Node that reads into one fixed buffer: copy into the block.
+      // A Node that reads into one fixed buffer, or 'data' from a tunnel: copy into the block.
       if (BLOCK - this.fill < n) this.retire();
       this.block.set(buf.subarray(0, n), this.fill);
     }
     const from = this.fill;
     this.fill += n;
+    this.bytesIn += n;
+    if (this.watchingBody) this.timer?.refresh();
     try {
       this.deliver(this.consumer, from);
     } catch (err) {
@@ -248,30 +401,4 @@ export class Connection {
     this.used = this.fill;
     this.used = consumer.bytes(this.block, start, from, this.fill);
   }
-}
-
-/**
- * Connects to the URL's host and port. The caller's TLS options go first and ours last, so that
- * none of theirs can send the socket elsewhere (host, port, a Unix `path`, a ready `socket`) or
- * around the address guard (`lookup`): url-policy.ts refuses link-local and metadata addresses
- * at every DNS answer, and only that lookup ever resolves a host here.
- */
-function openSocket(url: URL, tlsOptions: TlsOptions | undefined, onread: net.OnReadOpts): net.Socket {
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  const https = url.protocol === 'https:';
-  const port = Number(url.port) || (https ? 443 : 80);
-  if (!https) return net.connect({ host, port, lookup: guardedLookup, onread });
-  // tls.connect takes `onread` too (documented; its types omit it).
-  const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
-    ...tlsOptions,
-    host,
-    port,
-    path: undefined,
-    socket: undefined,
-    lookup: guardedLookup,
-    onread,
-    ALPNProtocols: ['http/1.1'],
-    ...(net.isIP(host) ? {} : { servername: host }),
-  };
-  return tls.connect(secure);
 }

@@ -1,6 +1,6 @@
 import { AppError } from '../errors';
 import { checkAddressLiteral, redactUrl } from './url-policy';
-import { request, type Agent, type RawBody } from './raw-http';
+import { request, type Agent, type RawBody, type Timeouts } from './raw-http';
 
 /** Headers to add for one hop of a request: credentials go only to the host they belong to. */
 export type HeadersFor = (url: URL) => Record<string, string>;
@@ -14,6 +14,8 @@ export interface OpenOptions {
   agent: Agent;
   /** @default 10 */
   maxRedirects?: number;
+  /** Time limits of each hop's request, over the agent's (connect, TLS, head, body idle). */
+  timeouts?: Partial<Timeouts>;
 }
 
 export interface OpenedResponse {
@@ -40,7 +42,8 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
   let url = start;
   let firstHeaders: Record<string, string | undefined> | undefined;
   for (let hop = 0; ; hop++) {
-    // Every hop, the first too (a status-file edit or a source hook could hand us any URL).
+    // Every hop, the first too (a status-file edit or a source hook could hand us any URL). Through a
+    // proxy this literal check still runs; host names are then resolved, and guarded, by the proxy.
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new AppError('UNSUPPORTED_URL', `Only http and https URLs can be downloaded, got ${url.protocol.replace(/:$/, '')}`);
     }
@@ -53,7 +56,7 @@ export async function openStream(start: URL, options: OpenOptions): Promise<Open
     };
     let res;
     try {
-      res = await request(url, headers, options.signal, { agent: options.agent });
+      res = await request(url, headers, options.signal, { agent: options.agent, ...(options.timeouts ? { timeouts: options.timeouts } : {}) });
     } catch (err) {
       throw networkError(err, url);
     }

@@ -66,6 +66,7 @@ export class Pump {
   private start(): void {
     if (this.finished) return;
     if (this.framer.done) return this.finish('end');
+    this.conn.watchBody();
     this.conn.attach({
       bytes: (block, start, from, to) => this.bytes(block, start, from, to),
       retire: (block) => this.retire(block),
