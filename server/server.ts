@@ -82,6 +82,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       retentionHours: config.retentionHours,
       resolveSource: sources.resolve,
       protectedFiles: ownFiles,
+      proxy: config.proxy,
       ...options.downloader,
     });
     opened.push(() => downloader.close());

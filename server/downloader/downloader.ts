@@ -17,7 +17,8 @@ import { commandFits, isActive, isFinished, type Command } from '../protocol/sta
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 import { removePart } from '../disk/part-file';
-import { createAgent } from '../net/agent';
+import { createAgent, type Agent } from '../net/agent';
+import type { ProxyConfig } from '../config';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry-delay';
 import { plainSource, type SourceResolver } from './source';
 import { Stop, type Job, type JobDeps, type StopKind } from './job';
@@ -55,6 +56,8 @@ export interface DownloaderOptions {
    * `overwrite`, when they live inside MODELS_DIR. @default none
    */
   protectedFiles?: readonly string[];
+  /** HTTPS_PROXY, HTTP_PROXY and NO_PROXY as config.ts read them. @default none: direct */
+  proxy?: ProxyConfig;
 }
 
 const SHA256 = /^[0-9a-fA-F]{64}$/;
@@ -71,7 +74,7 @@ export interface AddOptions {
 export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly store: StatusStore;
   private readonly log: Logger;
-  private readonly o: Required<Omit<DownloaderOptions, 'store' | 'log' | 'retry' | 'resolveSource' | 'protectedFiles'>>;
+  private readonly o: Required<Omit<DownloaderOptions, 'store' | 'log' | 'retry' | 'resolveSource' | 'protectedFiles' | 'proxy'>>;
   private readonly retryPolicy: RetryPolicy;
   private readonly resolveSource: SourceResolver;
   private readonly protectedFiles: readonly string[];
@@ -81,7 +84,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly sources = new Map<string, URL>();
   private readonly jobDeps: JobDeps;
   /** This Downloader's HTTP connections (pool, per-host caps): closed with it, and no one else's. */
-  readonly agent = createAgent();
+  readonly agent: Agent;
   /** Every status change goes through it (checked against the state machine of protocol/status.ts). */
   private readonly transition: Transition;
   private maintenance: NodeJS.Timeout | undefined;
@@ -104,6 +107,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     };
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
     this.resolveSource = options.resolveSource ?? plainSource;
+    this.agent = createAgent(options.proxy ? { proxy: options.proxy } : {});
     this.protectedFiles = (options.protectedFiles ?? []).map((f) => path.resolve(f));
     this.transition = createTransition({ log: this.log });
     this.jobDeps = {

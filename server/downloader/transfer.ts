@@ -11,6 +11,7 @@ import { redactUrl } from '../net/url-policy';
 import { partPath, readMeta, removePart, writeMeta, partSize } from '../disk/part-file';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import type { Agent } from '../net/agent';
+import { checkContentRange } from '../net/content-range';
 import { openSource, type Expectations, type ResolvedSource } from './source';
 import { WriteBehind } from '../disk/write-behind';
 import { attemptAbort } from './attempt-abort';
@@ -99,11 +100,16 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;
 
     if (res.status === 206) {
-      const range = parseContentRange(res.headers['content-range']);
-      if (!range || range.start !== offset) {
+      // The range must start where the .part ends, and its total must be the size the .part was
+      // begun with: an honest 206 of a file that changed upstream (no ETag, or the same one) would
+      // otherwise be appended to the old bytes.
+      let range;
+      try {
+        range = checkContentRange(res.headers['content-range'], { start: offset, total: meta?.fileSize ?? null, contentLength: res.headers['content-length'] });
+      } catch (err) {
         res.body.destroy();
         await removePart(o.abs);
-        throw new AppError('BAD_RANGE', `${host} answered a different range than asked for; starting over`, { retryable: true });
+        throw new AppError((err as AppError).code, `${host}: ${(err as Error).message}; starting over`, { retryable: true, cause: err });
       }
       total = range.total;
     } else if (res.status === 200) {

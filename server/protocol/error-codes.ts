@@ -86,6 +86,12 @@ export const ERROR_CODES = {
   BAD_REDIRECT: 'A redirect to an invalid or non-http(s) location',
   REDIRECT_LOOP: 'Redirects that come back to a URL already visited',
   BAD_RESPONSE: 'The server\'s answer is not valid HTTP; retried',
+  CONNECT_TIMEOUT: 'The file\'s server (or the proxy) did not accept the connection in time; retried',
+  TLS_TIMEOUT: 'The TLS handshake did not finish in time; retried',
+  HEAD_TIMEOUT: 'The server accepted the connection but sent no answer in time; retried',
+  BODY_TIMEOUT: 'The server stopped sending in the middle of the body; retried',
+  PROXY_REFUSED: 'The proxy refused the connection (CONNECT refused, or 407: its credentials)',
+  PROXY_UNREACHABLE: 'The proxy could not be reached, or answered something that is not HTTP',
   BAD_HEADER: 'A request header (from a source or token) that HTTP does not allow',
   NETWORK: 'A network failure without a system code; retried',
   // Network failures keep the system's code (retried):
