@@ -115,8 +115,10 @@ export async function startServer(config: Readonly<Config>, options: StartOption
         resolve();
       });
     });
-    await downloader.start();
     const { port } = server.address() as AddressInfo;
+    // No download may fetch from this server itself (a redirect to /status, to the catalog).
+    downloader.agent.refuseSelf(config.host, port);
+    await downloader.start();
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
 

@@ -57,3 +57,20 @@ test('a resume answered by an honest 206 of a file that changed size upstream (n
   if (e.status === 'completed') expect(data!.equals(next.data)).toBe(true);
   else expect(data).toBeUndefined();
 });
+
+test('a redirect to the server\'s own API is refused: /status is never saved into the models folder', async () => {
+  files = await startFileServer();
+  srv = await startTestServer();
+  for (const target of [`${srv.url}/status`, `${srv.url.replace('127.0.0.1', 'localhost')}/api/catalog`]) {
+    const name = target.endsWith('status') ? 'status.json' : 'catalog.json';
+    files.route(`/to-${name}`, (_req, res) => {
+      res.writeHead(302, { Location: target });
+      res.end();
+    });
+    const res = await srv.api('POST', '/api/downloads', { url: `${files.url}/to-${name}`, folder: 'configs', filename: name });
+    expect(res.status).toBe(202);
+    const e = await settled(srv, res.body.download.id, 20_000);
+    expect(e).toMatchObject({ status: 'error', error: { code: 'SELF_ADDRESS' } });
+    await expect(fs.stat(path.join(srv.modelsDir, 'configs', name))).rejects.toMatchObject({ code: 'ENOENT' });
+  }
+});

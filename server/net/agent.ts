@@ -6,6 +6,7 @@
  * TLS sessions kept for resumption are keyed the same way (and by server name). It also holds what
  * every request of its owner shares: the time limits' defaults and the proxy configuration.
  */
+import os from 'node:os';
 import type { ProxyConfig } from '../config';
 import { BufferPool } from './buffer-pool';
 import { Connection, DEFAULT_TIMEOUTS, type Timeouts, type TlsOptions } from './connection';
@@ -46,6 +47,8 @@ export class Agent {
   private readonly tlsIds = new WeakMap<object, number>();
   /** TLS sessions for resumption, across the connections (segments, retries) of this agent. */
   readonly tlsSessions = new TlsSessions();
+  /** The server's own listen address, once it listens (see `refuseSelf`). */
+  private self: { port: number; host: string } | undefined;
   readonly timeouts: Readonly<Timeouts>;
   private readonly proxy: ProxyConfig | undefined;
   private tlsCount = 0;
@@ -101,9 +104,29 @@ export class Agent {
   connect(key: string, url: URL, tlsOptions: TlsOptions | undefined, timeouts: Partial<Timeouts> = {}): Connection {
     return (
       this.takeIdle(key) ??
-      new Connection({ key, url, tls: tlsOptions, pool: this.pool, timeouts: { ...this.timeouts, ...definedOnly(timeouts) }, proxy: proxyFor(url, this.proxy), sessions: this.tlsSessions })
+      new Connection({ key, url, tls: tlsOptions, pool: this.pool, timeouts: { ...this.timeouts, ...definedOnly(timeouts) }, proxy: proxyFor(url, this.proxy), sessions: this.tlsSessions, isSelf: this.isSelf })
     );
   }
+
+  /**
+   * Refuses connections to this server itself: `host` and `port` are where it listens. A wildcard
+   * host (`0.0.0.0`, `::`) stands for every address of this machine.
+   */
+  refuseSelf(host: string, port: number): void {
+    this.self = { host, port };
+  }
+
+  private readonly isSelf = (address: string | undefined, port: number | undefined): boolean => {
+    const self = this.self;
+    if (!self || !address || port !== self.port) return false;
+    const bare = address.replace(/^::ffff:/i, '');
+    if (bare === self.host.replace(/^::ffff:/i, '')) return true;
+    const loopback = bare === '::1' || bare.startsWith('127.');
+    if (self.host === '0.0.0.0' || self.host === '::') {
+      return loopback || Object.values(os.networkInterfaces()).some((list) => list?.some((i) => i.address.replace(/^::ffff:/i, '') === bare));
+    }
+    return loopback && (self.host === 'localhost' || self.host === '::1' || self.host.startsWith('127.'));
+  };
 
   /** The proxy requests to `url` go through, if any. */
   proxyFor(url: URL): ReturnType<typeof proxyFor> {

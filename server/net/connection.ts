@@ -107,6 +107,13 @@ export class Connection {
       else
         this.socket.once('connect', () => {
           this.proxyReached = true;
+          // A redirect (or a name) that leads back to this server's own API: a download could save
+          // `/status` into the models folder, or re-create a deleted catalog. Checked on the peer the
+          // socket reached, so neither a DNS name nor a spelling of the address gets around it.
+          if (!o.proxy && o.isSelf?.(this.socket.remoteAddress, this.socket.remotePort)) {
+            this.socket.destroy(new AppError('SELF_ADDRESS', `${this.host} is this server's own address; a download never fetches from it`));
+            return;
+          }
           this.up();
         });
     }

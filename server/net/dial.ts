@@ -43,6 +43,8 @@ export interface ConnectionOptions {
   proxy?: ProxyServer | undefined;
   /** Where TLS sessions are kept for resumption (the agent's). */
   sessions?: TlsSessions | undefined;
+  /** Whether a peer is this server itself (its listen address): such a connection is refused. */
+  isSelf?: ((address: string | undefined, port: number | undefined) => boolean) | undefined;
 }
 
 

@@ -90,6 +90,7 @@ export const ERROR_CODES = {
   TLS_TIMEOUT: 'The TLS handshake did not finish in time; retried',
   HEAD_TIMEOUT: 'The server accepted the connection but sent no answer in time; retried',
   BODY_TIMEOUT: 'The server stopped sending in the middle of the body; retried',
+  SELF_ADDRESS: 'A URL (or a redirect) that leads to this server itself: never fetched',
   PROXY_REFUSED: 'The proxy refused the connection (CONNECT refused, or 407: its credentials)',
   PROXY_UNREACHABLE: 'The proxy could not be reached, or answered something that is not HTTP',
   BAD_HEADER: 'A request header (from a source or token) that HTTP does not allow',
