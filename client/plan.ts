@@ -4,40 +4,12 @@
  * into account. A row is driven by the same WebSocket state as the lists: the entry of its
  * `download_id`, or an unfinished entry of its `dest`. Pure: no DOM, unit-tested in Node.
  */
-import type { AddRequest, Entry, ErrorInfo } from '../server/protocol/wire.js';
+import type { AddRequest, Entry } from '../server/protocol/wire.js';
 import { isFinished } from '../server/protocol/status.js';
 
-// The server's types live in server/workflows/plan.ts, which the page may not import (it is not
-// in protocol/); these mirror the documented answer.
-export type ModelState = 'installed' | 'missing' | 'active' | 'no_source';
-export type ModelSource = 'workflow' | 'catalog' | 'model_list';
+import type { ModelSource, ModelState, Plan, PlannedModel } from '../server/protocol/wire.js';
 
-export interface PlannedModel {
-  /** As the workflow names it, relative to its folder: `SDXL/x.safetensors`. */
-  name: string;
-  folder: string;
-  /** `<folder>/<name>` under MODELS_DIR: the `dest` of its download. */
-  dest: string;
-  state: ModelState;
-  url: string | null;
-  source: ModelSource | null;
-  sha256?: string;
-  size?: number;
-  /** Why an anonymous download will be refused, in words. */
-  gated?: string;
-  /** Where an installed file is when that is not `dest`. */
-  found_at?: string;
-  download_id?: string;
-  nodes: Array<{ id: number | string; type: string }>;
-  /** Why this service cannot download it to `dest`. */
-  error?: ErrorInfo | { code: string; message: string };
-}
-
-export interface Plan {
-  name?: string;
-  models: PlannedModel[];
-  missing_bytes: number;
-}
+export type { ModelSource, ModelState, Plan, PlannedModel } from '../server/protocol/wire.js';
 
 const STATES: readonly string[] = ['installed', 'missing', 'active', 'no_source'];
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

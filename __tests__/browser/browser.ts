@@ -3,7 +3,9 @@
  * Helpers of the browser tests: Debian's Chromium through playwright-core (never a downloaded
  * browser), and waits on what the page shows, each with a deadline.
  */
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { startFileServer, type FileServer } from '../helpers/file-server';
+import { startTestServer, type TestServer } from '../helpers/harness';
 
 /** Flags for a headless Chromium in a container: no sandbox, no GPU, nothing phoning home. */
 export const CHROMIUM_ARGS = [
@@ -19,6 +21,61 @@ export const CHROMIUM_ARGS = [
 
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/**
+ * One Chromium for a test file, and what each test starts (file servers, servers, contexts), closed
+ * after it in reverse order. Call at the top of a test file: it registers the jest hooks.
+ */
+export function browserSuite(env: Record<string, string> = {}) {
+  let browser: Browser;
+  const cleanups: Array<() => Promise<unknown>> = [];
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+  return {
+    cleanups,
+    async files(): Promise<FileServer> {
+      const f = await startFileServer();
+      cleanups.push(() => f.close());
+      return f;
+    },
+    async server(more: Record<string, string> = {}): Promise<TestServer> {
+      const s = await startTestServer({ ...env, ...more });
+      cleanups.push(() => s.stop());
+      return s;
+    },
+    async context(viewport = { width: 1280, height: 800 }): Promise<BrowserContext> {
+      const ctx = await browser.newContext({ viewport, locale: 'en-US' });
+      cleanups.push(() => ctx.close());
+      return ctx;
+    },
+    /**
+     * A page at `url`. Page errors fail the test, and so do dialogs unless `dialogs` allows them
+     * (the token prompt); with `live`, it waits for the live connection.
+     */
+    async open(ctx: BrowserContext, url: string, o: { live?: boolean; dialogs?: boolean } = {}): Promise<Page> {
+      const page = await ctx.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (err) => errors.push(err.message));
+      if (!o.dialogs) {
+        page.on('dialog', (d) => {
+          errors.push(`dialog: ${d.message()}`);
+          void d.dismiss();
+        });
+      }
+      cleanups.push(async () => expect(errors).toEqual([]));
+      await page.goto(url);
+      if (o.live) await waitConnection(page, 'live');
+      return page;
+    },
+  };
 }
 
 /** The row of a download (by its `dest`), optionally only within #active-list or #finished-list. */

@@ -7,56 +7,19 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { startFileServer, type FileServer } from '../helpers/file-server';
+import type { BrowserContext, Page } from 'playwright-core';
 import { startTestServer, type TestServer } from '../helpers/harness';
-import { launchChromium, row, shownRows, waitBarAbove, waitConnection, waitStatus } from './browser';
+import { browserSuite, row, shownRows, waitBarAbove, waitConnection, waitStatus } from './browser';
 
 const MB = 1024 * 1024;
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts');
 /** One connection per download, so the throttle is the download's speed. */
 const ENV = { CONNECTIONS: '1' };
 
-let browser: Browser;
-const cleanups: Array<() => Promise<unknown>> = [];
+const { cleanups, files, server, context, open: openPage } = browserSuite(ENV);
 
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
-
-async function files(): Promise<FileServer> {
-  const f = await startFileServer();
-  cleanups.push(() => f.close());
-  return f;
-}
-
-async function server(env: Record<string, string> = {}): Promise<TestServer> {
-  const s = await startTestServer({ ...ENV, ...env });
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function context(viewport = { width: 1280, height: 800 }): Promise<BrowserContext> {
-  const ctx = await browser.newContext({ viewport, locale: 'en-US' });
-  cleanups.push(() => ctx.close());
-  return ctx;
-}
-
-/** A page at the dashboard, live. Page errors fail the test. */
-async function open(ctx: BrowserContext, url: string): Promise<Page> {
-  const page = await ctx.newPage();
-  const errors: Error[] = [];
-  page.on('pageerror', (err) => errors.push(err));
-  cleanups.push(async () => expect(errors).toEqual([]));
-  await page.goto(url);
-  return page;
-}
+/** A page at the dashboard. Page errors fail the test. */
+const open = (ctx: BrowserContext, url: string): Promise<Page> => openPage(ctx, url, { live: false, dialogs: true });
 
 async function add(s: TestServer, url: string, folder: string): Promise<{ id: string; dest: string }> {
   const res = await s.api('POST', '/api/downloads', { url, folder });

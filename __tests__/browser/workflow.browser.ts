@@ -8,63 +8,21 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { startFakeHub } from '../helpers/fake-hub';
-import { startFileServer, type FileServer } from '../helpers/file-server';
-import { startTestServer, type TestServer } from '../helpers/harness';
+import type { TestServer } from '../helpers/harness';
 import { node, png } from '../workflows/fixtures';
-import { groupBlock, launchChromium, planRow, planStates, row, shownRows, waitConnection, waitGroupBarAbove } from './browser';
+import { browserSuite, groupBlock, planRow, planStates, row, shownRows, waitGroupBarAbove } from './browser';
 
 const MB = 1024 * 1024;
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts');
 /** One connection per download, so the throttle is the download's speed. */
 const ENV = { CONNECTIONS: '1' };
 
-let browser: Browser;
-const cleanups: Array<() => Promise<unknown>> = [];
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
-
-async function files(): Promise<FileServer> {
-  const f = await startFileServer();
-  cleanups.push(() => f.close());
-  return f;
-}
-
-async function server(env: Record<string, string> = {}): Promise<TestServer> {
-  const s = await startTestServer({ ...ENV, ...env });
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function context(viewport = { width: 1280, height: 800 }): Promise<BrowserContext> {
-  const ctx = await browser.newContext({ viewport, locale: 'en-US' });
-  cleanups.push(() => ctx.close());
-  return ctx;
-}
+const { cleanups, files, server, context, open: openPage } = browserSuite(ENV);
 
 /** A page at the dashboard, live. Page errors and dialogs fail the test. */
-async function open(ctx: BrowserContext, url: string): Promise<Page> {
-  const page = await ctx.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (err) => errors.push(err.message));
-  page.on('dialog', (d) => {
-    errors.push(`dialog: ${d.message()}`);
-    void d.dismiss();
-  });
-  cleanups.push(async () => expect(errors).toEqual([]));
-  await page.goto(url);
-  await waitConnection(page, 'live');
-  return page;
-}
+const open = (ctx: BrowserContext, url: string): Promise<Page> => openPage(ctx, url, { live: true, dialogs: false });
 
 /** A file for the model on disk, as if installed before. */
 async function install(s: TestServer, rel: string, bytes = 1000): Promise<void> {

@@ -30,6 +30,7 @@
  */
 import crypto from 'node:crypto';
 import type http from 'node:http';
+import { AppError } from '../../server/errors';
 import { startFakeCdn, type FakeCdn } from './fake-hosts';
 import { startFileServer, type FileServer } from './file-server';
 
@@ -518,4 +519,14 @@ export async function startFakeHub(options: FakeHubOptions = {}): Promise<FakeHu
       await Promise.all([hf.api.close(), hf.cdn.close(), civitai.api.close(), civitai.cdn.close(), other.close()]);
     },
   };
+}
+
+/** The AppError a promise is rejected with (and that it is one). */
+export async function failure(p: Promise<unknown>): Promise<AppError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AppError);
+  return err as AppError;
 }

@@ -1,7 +1,7 @@
 import http from 'node:http';
+import { failure } from '../helpers/fake-hub';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
-import { AppError } from '../../server/errors';
 import { guardedLookup } from '../../server/net/url-policy';
 import { createApiClient, guardedAgents, nextLink } from '../../server/sources/meta/api-client';
 import { startFileServer, type FileServer } from '../helpers/file-server';
@@ -32,14 +32,6 @@ const client = (extra: Partial<Parameters<typeof createApiClient>[0]> = {}) =>
     ...extra,
   });
 
-const failure = async (p: Promise<unknown>): Promise<AppError> => {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-};
 
 test('reads a JSON answer, with the token on its own host', async () => {
   api.route('/api/thing', (_req, res) => sendJson(res, 200, { ok: true, n: 3 }));

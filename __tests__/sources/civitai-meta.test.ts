@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
-import { AppError } from '../../server/errors';
 import { civitaiMetadata, parseCivitaiUrl, type CivitaiRef } from '../../server/sources/civitai-meta';
-import { sha256Of, startFakeHub, type CivitaiModelSpec, type FakeHub } from '../helpers/fake-hub';
+import { sha256Of, startFakeHub, type CivitaiModelSpec, type FakeHub, failure } from '../helpers/fake-hub';
 
 const TOKEN = 'civitai0123456789abcdefSECRET';
 
@@ -10,14 +9,6 @@ afterEach(async () => {
   await hub?.close();
 });
 
-const failure = async (p: Promise<unknown>): Promise<AppError> => {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-};
 
 const parse = (url: string): CivitaiRef => {
   const r = parseCivitaiUrl(new URL(url), hub.civitai.url);

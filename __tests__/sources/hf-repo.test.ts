@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
-import { AppError } from '../../server/errors';
 import { gitBlobSha1, hfMetadata, parseHfRepoUrl, type HfRepoRef } from '../../server/sources/hf-repo';
-import { sha256Of, startFakeHub, type FakeHub } from '../helpers/fake-hub';
+import { sha256Of, startFakeHub, type FakeHub, failure } from '../helpers/fake-hub';
 
 const TOKEN = 'hf_SECRETtoken0123456789abc';
 
@@ -10,14 +9,6 @@ afterEach(async () => {
   await hub?.close();
 });
 
-const failure = async (p: Promise<unknown>): Promise<AppError> => {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-};
 
 const ref = (url: string, endpoint: string): HfRepoRef => {
   const r = parseHfRepoUrl(new URL(url), endpoint);
