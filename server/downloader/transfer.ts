@@ -14,6 +14,7 @@ import type { Agent } from '../net/agent';
 import { openSource, type Expectations, type ResolvedSource } from './source';
 import { WriteBehind } from '../disk/write-behind';
 import { attemptAbort } from './attempt-abort';
+import { guardFile } from '../disk/guarded-file';
 
 /** What carries over between the attempts of one run of a download. */
 export interface TransferState {
@@ -44,6 +45,8 @@ export interface AttemptOptions {
   onStart(offset: number, total: number | null): void;
   onProgress(downloaded: number, total: number | null): void;
   log?: (message: string) => void;
+  /** Fleet mode: throws when this server may no longer write the files (see Job.guard). */
+  guard?: () => void;
 }
 
 export interface AttemptResult {
@@ -70,6 +73,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   const meta = offset > 0 ? await readMeta(o.abs) : undefined;
   if (offset > 0 && (!meta || meta.url !== storedUrl || (meta.fileSize !== null && offset > meta.fileSize))) {
     o.log?.(`${path.basename(o.abs)}: the partial file does not belong to this source; starting over`);
+    o.guard?.();
     await removePart(o.abs);
     offset = 0;
   }
@@ -102,6 +106,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       const range = parseContentRange(res.headers['content-range']);
       if (!range || range.start !== offset) {
         res.body.destroy();
+        o.guard?.();
         await removePart(o.abs);
         throw new AppError('BAD_RANGE', `${host} answered a different range than asked for; starting over`, { retryable: true });
       }
@@ -117,6 +122,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       res.body.destroy();
       const range = parseContentRange(res.headers['content-range']);
       if (offset > 0 && range?.total === offset) return { size: offset, total: offset }; // already complete
+      o.guard?.();
       await removePart(o.abs);
       throw new AppError('RANGE_NOT_SATISFIABLE', `${host} could not serve the rest of the file; starting over`, { retryable: true });
     } else {
@@ -128,6 +134,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
     if (expected) o.state.expected = { ...o.state.expected, ...expected };
 
+    o.guard?.();
     await writeMeta(o.abs, {
       url: storedUrl,
       ...(res.headers.etag ? { etag: res.headers.etag } : {}),
@@ -149,9 +156,13 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     let received = 0;
     let lastReport = 0;
     let reported = offset;
-    const file = await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
-      throw diskError(err, o.abs);
-    });
+    o.guard?.(); // 'w' truncates
+    const file = guardFile(
+      await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
+        throw diskError(err, o.abs);
+      }),
+      o.guard,
+    );
     const behind = new WriteBehind(file);
     try {
       if (offset === 0) await file.truncate(0);
@@ -197,6 +208,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       throw new AppError('INCOMPLETE', `${host} closed the connection after ${size} of ${total} bytes`, { retryable: true });
     }
     if (total !== null && size > total) {
+      o.guard?.();
       await removePart(o.abs);
       throw new AppError('SIZE_MISMATCH', `${host} sent ${size} bytes but announced ${total}`, { retryable: true });
     }
