@@ -5,7 +5,7 @@ const WRITES = new Set<PropertyKey>(['write', 'writev', 'writeFile', 'appendFile
 
 /**
  * `file`, with `guard` called (synchronously) before every call that changes its bytes or length:
- * a guard that throws refuses the write before it is issued. Fleet mode's hold on a destination
+ * a guard that throws refuses the write before it is issued (the call's promise rejects with it). Fleet mode's hold on a destination
  * (server/fleet/) is such a guard: the pump's positional writes go through here, so a server that
  * lost its hold writes no further byte, whichever event (a socket read, a disk write finishing)
  * runs first. Without a guard, `file` itself.
@@ -19,7 +19,11 @@ export function guardFile(file: FileHandle, guard: (() => void) | undefined): Fi
       const fn = value as (...args: unknown[]) => unknown;
       if (!WRITES.has(key)) return fn.bind(target);
       return (...args: unknown[]) => {
-        guard();
+        try {
+          guard();
+        } catch (err) {
+          return Promise.reject(err); // as the write would have failed: a rejected promise
+        }
         return fn.apply(target, args);
       };
     },

@@ -27,8 +27,11 @@ export interface DestClaims {
   whileHeld(dest: string, fn: () => Promise<void>): Promise<void>;
   /** `dest` may be let go of (its job ended; its entry finished or was forgotten). Idempotent. */
   settle(dest: string): void;
-  /** Whether a `.part` found at start-up is another live server's (held or listed by it). */
-  heldElsewhere(dest: string): Promise<boolean>;
+  /**
+   * A `.part` with no entry found at start-up: takes its destination for this server, which then
+   * lists it; false when it is another live server's (held or listed by it).
+   */
+  claimOrphan(dest: string): Promise<boolean>;
 }
 
 /**

@@ -132,7 +132,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.state = 'running';
     this.store.on('external', (entries) => this.applyExternal(entries));
     const claims = this.claims;
-    await adoptOrphans({ store: this.store, modelsDir: this.o.modelsDir, log: this.log, ...(claims ? { skip: (dest: string) => claims.heldElsewhere(dest) } : {}) });
+    await adoptOrphans({ store: this.store, modelsDir: this.o.modelsDir, log: this.log, ...(claims ? { claim: (dest: string) => claims.claimOrphan(dest) } : {}) });
     const unfinished = this.store
       .all()
       .filter((e) => isActive(e.status))
