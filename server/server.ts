@@ -16,6 +16,7 @@ import { mirrorUrl } from './sources/mirror';
 import { createProbe } from './sources/probe';
 import { StatusStore } from './store/status-store';
 import { WsHub } from './api/ws-hub';
+import { Fleet, type FleetTuning } from './fleet/fleet';
 
 export interface ServerHandle {
   url: string;
@@ -23,6 +24,8 @@ export interface ServerHandle {
   store: StatusStore;
   downloader: Downloader;
   hub: WsHub;
+  /** Fleet mode (FLEET_DIR set): this server's membership of the fleet. */
+  fleet?: Fleet;
   /** Stops accepting work, aborts transfers keeping their `.part`, flushes the status file. Idempotent. */
   close(): Promise<void>;
 }
@@ -39,6 +42,8 @@ export interface StartOptions {
   /** Bytes a WebSocket client may hold in the server before it is dropped. */
   wsMaxQueuedBytes?: number;
   staticDir?: string;
+  /** Fleet mode's timings (tests shorten them). */
+  fleet?: FleetTuning;
 }
 
 /** Wires the store, downloader, app and hub, and listens. The one factory main.ts and the tests share. */
@@ -60,6 +65,9 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
     opened.push(() => store.close());
     await store.load();
+    // Fleet mode: the name and status file locked, the other servers' files read, before anything runs.
+    const fleet = config.fleet ? await Fleet.open(config, store, log, options.fleet) : undefined;
+    if (fleet) opened.push(() => fleet.close());
     const catalog = new Catalog({ file: config.catalogFile, modelsDir: config.modelsDir, log });
     opened.push(() => catalog.close());
     await catalog.open();
@@ -81,22 +89,27 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       retentionHours: config.retentionHours,
       resolveSource: sources.resolve,
       protectedFiles: ownFiles,
+      ...(fleet ? { claims: fleet.claims } : {}),
       ...options.downloader,
     });
     opened.push(() => downloader.close());
+    fleet?.attach(downloader);
     // HF_ENDPOINT and CIVITAI_ENDPOINT are mirrors: huggingface.co and civitai.com URLs go there.
     const mirrored = (req: AddRequest): AddRequest =>
       req && typeof req === 'object' && typeof req.url === 'string' ? { ...req, url: mirrorUrl(req.url, config) } : req;
-    const add = (req: AddRequest, addOptions?: AddOptions) => intake(mirrored(req), { downloader, sources, modelsDir: config.modelsDir }, addOptions);
+    // Fleet mode: a new download locks its destination on the shared volume first.
+    const adder = fleet ? { agent: downloader.agent, add: (r: AddRequest, o?: AddOptions) => fleet.add(r, o) } : downloader;
+    const add = (req: AddRequest, addOptions?: AddOptions) => intake(mirrored(req), { downloader: adder, sources, modelsDir: config.modelsDir }, addOptions);
     const meta = createSourceMetadata(config);
     const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, add);
     const probe = createProbe({ sources, agent: downloader.agent });
-    const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
+    const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}), ...(fleet ? { fleet } : {}) });
     const server = http.createServer(app.callback());
     // Long-lived streams are fine; a client that never finishes its request headers is not.
     server.headersTimeout = 30_000;
     server.requestTimeout = 60_000;
     const hub = new WsHub(server, { config, store, downloader, log, intake: add, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
+      ...(fleet ? { fleet } : {}),
       ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
       ...(options.wsMaxQueuedBytes ? { maxQueuedBytes: options.wsMaxQueuedBytes } : {}),
     });
@@ -109,6 +122,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
         resolve();
       });
     });
+    await fleet?.begin();
     await downloader.start();
     const { port } = server.address() as AddressInfo;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -120,6 +134,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await hub.close();
         await downloader.close();
+        await fleet?.close();
         await store.close();
         await catalog.close();
         server.closeAllConnections();
@@ -129,7 +144,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       })());
 
     log.info(`Model Downloader serving ${url}/ (models in ${config.modelsDir}, status in ${config.statusFile})`);
-    return { url, port, store, downloader, hub, close };
+    return { url, port, store, downloader, hub, ...(fleet ? { fleet } : {}), close };
   } catch (err) {
     for (const close of opened.reverse()) await close().catch(() => undefined);
     await lock?.release();
