@@ -227,6 +227,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
    * paused, it stays paused.
    */
   adopt(entry: Entry): Entry {
+    if (this.state === 'closing' || this.state === 'closed') throw new AppError('SHUTTING_DOWN', 'The server is shutting down', { status: 503 });
     const active = isActive(entry.status);
     const e = this.store.put(patchEntry(entry, { status: active ? 'queued' : entry.status, speed: 0, eta: null }));
     if (active) this.enqueue(e.dest);

@@ -181,8 +181,10 @@ export class Fleet {
     return this.view.all();
   }
 
+  /** A download by id: as listed; else this server's own (listed under another server's entry for its dest), else another's. */
   get(id: string): Entry | undefined {
-    return this.view.get(id);
+    const own = this.view.get(id) ? undefined : this.store.getById(id);
+    return this.view.get(id) ?? (own && this.view.own(own)) ?? this.view.remoteById(id);
   }
 
   describe(): FleetDescription {
@@ -310,7 +312,13 @@ export class Fleet {
           this.claims.settle(e.dest);
           continue;
         }
-        const adopted = d.adopt(e);
+        let adopted: Entry;
+        try {
+          adopted = d.adopt(e);
+        } catch {
+          this.claims.settle(e.dest); // shutting down
+          continue;
+        }
         const silent = Math.round((this.clock.now() - r.file.mtimeMs) / 1000);
         this.o.log.warn(
           `${e.dest}: taken over from instance ${r.name} (${r.stopped ? 'stopped' : 'silent'} for ${silent} s); ${adopted.status === 'paused' ? 'kept paused' : `resuming from ${adopted.downloaded} bytes`}`,

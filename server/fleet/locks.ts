@@ -155,6 +155,7 @@ export class LockSpace {
       });
     } catch (err) {
       this.holds.delete(dir);
+      this.forget(dir);
       if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return undefined;
       throw err;
     }
