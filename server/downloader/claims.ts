@@ -74,14 +74,15 @@ export async function runClaimed(deps: JobDeps, job: Job, claims: DestClaims): P
     deps.log.warn(`${job.dest}: this server lost its lock on the destination; stopped writing, waiting to get it back or for the server that took it over`);
     job.controller = new AbortController();
     const e = deps.store.get(job.dest);
-    if (e && !isFinished(e.status) && e.status !== 'paused') {
-      deps.store.put(
-        deps.transition(e, 'queued', {
-          speed: 0,
-          eta: null,
-          error: { code: 'LOCK_LOST', message: 'This server lost its lock on the destination (it was stopped or cut off for too long); waiting to get it back or for the server that took it over' },
-        }),
-      );
-    }
+    // A command that landed meanwhile owns the entry (its own abort found the job already stopped).
+    if (e?.status === 'cancelled') await claims.whileHeld(job.dest, () => removePart(job.abs));
+    if (!e || isFinished(e.status) || e.status === 'paused') return;
+    deps.store.put(
+      deps.transition(e, 'queued', {
+        speed: 0,
+        eta: null,
+        error: { code: 'LOCK_LOST', message: 'This server lost its lock on the destination (it was stopped or cut off for too long); waiting to get it back or for the server that took it over' },
+      }),
+    );
   }
 }
