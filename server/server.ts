@@ -64,10 +64,11 @@ export async function startServer(config: Readonly<Config>, options: StartOption
   try {
     const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
     opened.push(() => store.close());
-    await store.load();
-    // Fleet mode: the name and status file locked, the other servers' files read, before anything runs.
+    // Fleet mode: the name and the status file locked (across hosts: the lock above is by pid)
+    // before the status file is touched; the other servers' files read.
     const fleet = config.fleet ? await Fleet.open(config, store, log, options.fleet) : undefined;
     if (fleet) opened.push(() => fleet.close());
+    await store.load();
     const catalog = new Catalog({ file: config.catalogFile, modelsDir: config.modelsDir, log });
     opened.push(() => catalog.close());
     await catalog.open();

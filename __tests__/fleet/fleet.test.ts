@@ -191,6 +191,15 @@ test('a second server with the same INSTANCE_NAME is refused', async () => {
   await expect(member('pod-a', { STATUS_FILE: path.join(dir, 'other.json') })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringMatching(/the name pod-a in the fleet.*INSTANCE_NAME/) });
 });
 
+test('a second server on the same status file from another host (where the pid lock means nothing) is refused before it touches the file', async () => {
+  const a = await member('pod-a');
+  await fs.rm(`${a.statusFile}.lock`); // what a server on another host would not see anyway
+  const temp = `${a.statusFile}.4242`; // as a write of pod-a's under way
+  await fs.writeFile(temp, '{}');
+  await expect(member('pod-b', { STATUS_FILE: a.statusFile })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringContaining('STATUS_FILE') });
+  await fs.access(temp); // not removed as a leftover
+});
+
 test('a server stopped: its entries show stale at once, commands for them are refused, and after the stale time its unfinished ones are taken over', async () => {
   const f = files.addFile('/left.safetensors', { size: 3_000_000, throttle: 1_000_000 });
   const a = await member('pod-a');

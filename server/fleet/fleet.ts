@@ -12,8 +12,8 @@
  *   is refused (`409 ACTIVE_ELSEWHERE`), pause/resume/cancel/retry/remove of another server's
  *   download are handed to it.
  *
- * Start-up order (server.ts): open() before the Downloader exists (name and status file locked,
- * the others' files read), attach() the Downloader, begin() before it starts (this server's own
+ * Start-up order (server.ts): open() before the status file is read (name and status file locked,
+ * the others' files read), attach() the Downloader once it exists, begin() before it starts (this server's own
  * unfinished downloads locked, or handed over to the server that has them), close() after it
  * closed.
  */
@@ -155,8 +155,9 @@ export class Fleet {
     return self;
   }
 
-  /** The Downloader whose downloads this fleet member coordinates. */
+  /** The Downloader whose downloads this fleet member coordinates (the store is loaded by now). */
   attach(downloader: Downloader): void {
+    this.view.resync();
     this.downloader = downloader;
     this.claims.isLive = (dest) => downloader.isLive(dest);
   }

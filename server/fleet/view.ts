@@ -217,6 +217,11 @@ export class FleetView extends EventEmitter<StoreEvents> {
     for (const dest of changed) this.recompute(dest);
   }
 
+  /** This server's entries read again as a whole (the store was loaded after the view was made): a `reset`. */
+  resync(): void {
+    this.rebuild();
+  }
+
   close(): void {
     this.unsubscribe();
   }
