@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { loadConfig } from '../../server/config';
 import { ChunkWriter } from '../../server/disk/chunk-writer';
 import { guardFile } from '../../server/disk/guarded-file';
@@ -190,5 +189,4 @@ test('a guarded file refuses a write the guard refuses, before it is issued', as
     await handle.close();
   }
   expect((await fs.readFile(file)).toString('latin1')).toBe('abcd\0\0\0\0');
-  await delay(1);
 });
