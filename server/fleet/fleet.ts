@@ -375,7 +375,8 @@ export class Fleet {
     const deadline = Date.now() + (this.o.tuning.holderWaitMs ?? 2500);
     for (;;) {
       const holder = this.view.holderOf(dest);
-      if (holder || Date.now() > deadline) return holder;
+      if (holder) return holder;
+      if (Date.now() > deadline) return this.view.holderOf(dest, { silentToo: true });
       await delay(100);
       await this.view.poll();
     }
@@ -384,7 +385,8 @@ export class Fleet {
 
 function activeElsewhere(dest: string, holder: Entry | undefined): AppError {
   if (!holder) return conflict('ACTIVE_ELSEWHERE', `${dest} is being downloaded by another server of the fleet (it holds the destination's lock and has not listed it yet); try again in a moment`);
-  return Object.assign(conflict('ACTIVE_ELSEWHERE', `${dest} is ${holder.status} on instance ${holder.instance}`), { download: holder });
+  const silent = holder.instance_stale ? ', which is silent: it is taken over once its lock is stale' : '';
+  return Object.assign(conflict('ACTIVE_ELSEWHERE', `${dest} is ${holder.status} on instance ${holder.instance}${silent}`), { download: holder });
 }
 
 function destIsValid(modelsDir: string, dest: string): boolean {

@@ -107,10 +107,10 @@ export class FleetView extends EventEmitter<StoreEvents> {
     return shown;
   }
 
-  /** A live other server's unfinished entry for `dest`: that server owns the download. */
-  holderOf(dest: string): Entry | undefined {
+  /** A live other server's unfinished entry for `dest`: that server owns the download. `silentToo`: or a silent server's. */
+  holderOf(dest: string, options: { silentToo?: boolean } = {}): Entry | undefined {
     for (const r of this.remotes.values()) {
-      const e = r.stale ? undefined : r.shown.get(dest);
+      const e = r.stale && !options.silentToo ? undefined : r.shown.get(dest);
       if (e && !isFinished(e.status)) return e;
     }
     return undefined;
