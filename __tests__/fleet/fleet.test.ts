@@ -14,6 +14,8 @@ import { destLockFile, fleetPaths } from '../../server/fleet/files';
 import { LockSpace, lockTimings } from '../../server/fleet/locks';
 
 const TUNING = { pollMs: 100, commandPollMs: 50, publishMs: 200, confirmMs: 50, holderWaitMs: 2000 };
+/** For the tests of a lapsed lease and of silent servers: stale after 2 s (the lease lasts 1.5 s). */
+const FAST = { FLEET_STALE_SECONDS: '2' };
 
 let files: FileServer;
 let dir: string;
@@ -36,7 +38,8 @@ async function member(name: string, env: Record<string, string> = {}): Promise<T
       MODELS_DIR: path.join(dir, 'models'),
       FLEET_DIR: path.join(dir, 'fleet'),
       INSTANCE_NAME: name,
-      FLEET_STALE_SECONDS: '2',
+      // Long enough that a busy machine's pauses never cost a lease; the tests of stale servers set 2.
+      FLEET_STALE_SECONDS: '10',
       STATUS_FILE: path.join(dir, `status-${name}.json`),
       CATALOG_FILE: path.join(dir, 'catalog.json'),
       ...env,
@@ -141,10 +144,10 @@ test('a lone server (no FLEET_DIR) is as before: no instance in its entries, no 
 
 test('a server stopped and continued past its lease stops writing, takes its lock again and finishes exact', async () => {
   const f = files.addFile('/lapse.safetensors', { size: 6_000_000, throttle: 1_500_000 });
-  const a = await member('pod-a');
+  const a = await member('pod-a', FAST);
   const dest = 'checkpoints/lapse.safetensors';
   const id = (await a.api('POST', '/api/downloads', { url: f.url, folder: 'checkpoints', sha256: f.sha256 })).body.download.id as string;
-  await waitFor(async () => (await fs.stat(path.join(dir, 'models', `${dest}.part`)).catch(() => undefined))?.size ?? 0 > 500_000, 'bytes on disk', 5000, 20);
+  await waitFor(async () => ((await fs.stat(path.join(dir, 'models', `${dest}.part`)).catch(() => undefined))?.size ?? 0) > 500_000, 'bytes on disk', 5000, 20);
   // The whole process stands still (as under SIGSTOP) for longer than the lease: 2 s - 0.5 s.
   const until = Date.now() + 2200;
   while (Date.now() < until) {
@@ -187,23 +190,23 @@ test('at start-up a .part whose lock another live server holds is not adopted; o
 });
 
 test('a second server with the same INSTANCE_NAME is refused', async () => {
-  await member('pod-a');
-  await expect(member('pod-a', { STATUS_FILE: path.join(dir, 'other.json') })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringMatching(/the name pod-a in the fleet.*INSTANCE_NAME/) });
+  await member('pod-a', FAST);
+  await expect(member('pod-a', { ...FAST, STATUS_FILE: path.join(dir, 'other.json') })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringMatching(/the name pod-a in the fleet.*INSTANCE_NAME/) });
 });
 
 test('a second server on the same status file from another host (where the pid lock means nothing) is refused before it touches the file', async () => {
-  const a = await member('pod-a');
+  const a = await member('pod-a', FAST);
   await fs.rm(`${a.statusFile}.lock`); // what a server on another host would not see anyway
   const temp = `${a.statusFile}.4242`; // as a write of pod-a's under way
   await fs.writeFile(temp, '{}');
-  await expect(member('pod-b', { STATUS_FILE: a.statusFile })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringContaining('STATUS_FILE') });
+  await expect(member('pod-b', { ...FAST, STATUS_FILE: a.statusFile })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringContaining('STATUS_FILE') });
   await fs.access(temp); // not removed as a leftover
 });
 
 test('a server stopped: its entries show stale at once, commands for them are refused, and after the stale time its unfinished ones are taken over', async () => {
   const f = files.addFile('/left.safetensors', { size: 3_000_000, throttle: 1_000_000 });
-  const a = await member('pod-a');
-  const b = await member('pod-b');
+  const a = await member('pod-a', FAST);
+  const b = await member('pod-b', FAST);
   const id = (await a.api('POST', '/api/downloads', { url: f.url, folder: 'vae', sha256: f.sha256 })).body.download.id as string;
   const dest = 'vae/left.safetensors';
   await waitFor(() => (a.store.getById(id)?.downloaded ?? 0) > 0, 'bytes', 5000, 20);
