@@ -75,7 +75,7 @@ export const ERROR_CODES = {
   // ---- A download's failure (its entry's `error`) ---------------------------------------------
   ERROR: 'An unexpected failure of a download (also a bare message stored by the seed)',
   STALE: 'An active download with no progress and no transfer running for STALE_MINUTES',
-  LOCK_LOST: 'Fleet mode: this server lost its lock on the destination (it was stopped or cut off for too long); it waits to get it back or for the server that took it over',
+  LOCK_LOST: 'Fleet mode: this server lost its lock on the destination (stopped or cut off too long); waiting for it',
   STALLED: 'No byte arrived for the stall timeout; retried',
   INCOMPLETE: 'The connection closed before the whole file arrived; retried',
   SIZE_MISMATCH: 'The file is not the size its server or source announced',
