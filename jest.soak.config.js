@@ -7,7 +7,7 @@
 module.exports = {
   preset: 'ts-jest',
   testEnvironment: 'node',
-  roots: ['<rootDir>/__tests__/hardening', '<rootDir>/__tests__/net'],
+  roots: ['<rootDir>/__tests__/hardening', '<rootDir>/__tests__/net', '<rootDir>/__tests__/fleet'],
   testMatch: ['**/*.soak.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
   // The page's sources and protocol/ import siblings as `./x.js` (ES modules in the browser): resolve them to the .ts.

@@ -6,6 +6,7 @@
  *   server/main.ts, server/server.ts        the wiring
  *   server/api/
  *   server/workflows/, catalog/, sources/   peers: they may import one another
+ *   server/fleet/                           fleet mode: drives the downloader across servers
  *   server/downloader/
  *   server/store/
  *   server/net/
@@ -38,14 +39,20 @@ const SERVER_LAYERS: ReadonlyArray<{ name: string; rank: number; prefixes: reado
   { name: 'wiring', rank: 0, prefixes: ['server/main.ts', 'server/server.ts'] },
   { name: 'api', rank: 1, prefixes: ['server/api/'] },
   { name: 'workflows/catalog/sources', rank: 2, prefixes: ['server/workflows/', 'server/catalog/', 'server/sources/'] },
-  { name: 'downloader', rank: 3, prefixes: ['server/downloader/'] },
-  { name: 'store', rank: 4, prefixes: ['server/store/'] },
-  { name: 'net', rank: 5, prefixes: ['server/net/'] },
-  { name: 'disk', rank: 6, prefixes: ['server/disk/'] },
-  { name: 'base (config, errors, logger)', rank: 7, prefixes: ['server/config.ts', 'server/errors.ts', 'server/logger.ts'] },
+  // Fleet mode coordinates this server's Downloader with the other servers on a shared volume: a
+  // client of the downloader and the store as the API is, with nothing of HTTP in it; below the
+  // API that presents it and below the peers, which may come to ask it (a workflow's plan: is a
+  // model being downloaded by another server?). The downloader knows it only as an interface of
+  // its own (downloader/claims.ts).
+  { name: 'fleet', rank: 3, prefixes: ['server/fleet/'] },
+  { name: 'downloader', rank: 4, prefixes: ['server/downloader/'] },
+  { name: 'store', rank: 5, prefixes: ['server/store/'] },
+  { name: 'net', rank: 6, prefixes: ['server/net/'] },
+  { name: 'disk', rank: 7, prefixes: ['server/disk/'] },
+  { name: 'base (config, errors, logger)', rank: 8, prefixes: ['server/config.ts', 'server/errors.ts', 'server/logger.ts'] },
   // The wire types, the state machine and the error codes: pure, importing nothing, so that the
   // page can compile them too; errors.ts types its codes by the registry.
-  { name: 'protocol', rank: 8, prefixes: ['server/protocol/'] },
+  { name: 'protocol', rank: 9, prefixes: ['server/protocol/'] },
 ];
 
 type Place = { kind: 'server'; name: string; rank: number } | { kind: 'client' } | { kind: 'cli' } | { kind: 'elsewhere' };
@@ -156,6 +163,10 @@ test('the layer rules refuse what goes up and allow what goes down', () => {
   expect(refusal('cli/main.ts', 'server/config.ts')).toMatch(/cli\/ may import/);
   expect(refusal('server/api/app.ts', 'client/format.ts')).toMatch(/server module may not import/);
   expect(refusal('server/new-thing.ts', 'server/errors.ts')).toMatch(/belongs to no layer/);
+  expect(refusal('server/api/app.ts', 'server/fleet/fleet.ts')).toBeUndefined();
+  expect(refusal('server/fleet/fleet.ts', 'server/downloader/downloader.ts')).toBeUndefined();
+  expect(refusal('server/downloader/claims.ts', 'server/fleet/claims.ts')).toMatch(/layer above/);
+  expect(refusal('server/fleet/view.ts', 'server/api/ws-hub.ts')).toMatch(/layer above/);
 });
 
 test('no module imports from a layer above its own (apart from the known list)', () => {

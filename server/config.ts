@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 
 /** Options of the service, read from the environment (docs/reference.md, "Configuration"). */
@@ -39,6 +40,8 @@ export interface Config {
   modelListFile?: string;
   /** Proxies for downloads, from HTTPS_PROXY, HTTP_PROXY and NO_PROXY (lower-case names win, as in curl). */
   proxy: ProxyConfig;
+  /** Fleet mode, on when `FLEET_DIR` is set: servers sharing one volume (server/fleet/). */
+  fleet?: FleetConfig;
 }
 
 /** A proxy server: where it is, and the credentials its URL carried. */
@@ -59,6 +62,16 @@ export interface ProxyConfig {
   readonly https?: ProxyServer;
   /** Hosts reached directly: names (and their subdomains), IP addresses or CIDR ranges, `host:port`, or `*` for all. */
   readonly noProxy: readonly string[];
+}
+
+/** Fleet mode's options (docs/reference.md, "Fleet mode"). */
+export interface FleetConfig {
+  /** `FLEET_DIR`: a folder on the volume the servers share (absolute). */
+  dir: string;
+  /** `INSTANCE_NAME`: this server's name in the fleet, [A-Za-z0-9._-]{1,64}. @default the host name */
+  instance: string;
+  /** `FLEET_STALE_SECONDS`: a lock or heartbeat older than this belongs to a dead server. @default 30 */
+  staleSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -195,5 +208,29 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (extraModelPaths) config.extraModelPaths = path.resolve(cwd, extraModelPaths);
   const modelListFile = optional(env, 'MODEL_LIST_FILE');
   if (modelListFile) config.modelListFile = path.resolve(cwd, modelListFile);
+  const fleetDir = optional(env, 'FLEET_DIR');
+  if (fleetDir) config.fleet = Object.freeze(fleetConfig(env, path.resolve(cwd, fleetDir), config.modelsDir));
   return Object.freeze(config);
+}
+
+const INSTANCE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** INSTANCE_NAME and FLEET_STALE_SECONDS are read only in fleet mode: a lone server ignores them. */
+function fleetConfig(env: Env, dir: string, modelsDir: string): FleetConfig {
+  const inside = (a: string, b: string): boolean => a === b || a.startsWith(b + path.sep);
+  if (inside(dir, modelsDir) || inside(modelsDir, dir)) {
+    throw new ConfigError(`Expected FLEET_DIR to be a folder outside MODELS_DIR (and not holding it), got \`${dir}\``);
+  }
+  const given = optional(env, 'INSTANCE_NAME');
+  const instance = given ?? os.hostname();
+  if (!INSTANCE_NAME.test(instance) || instance === '.' || instance === '..') {
+    throw new ConfigError(
+      given === undefined
+        ? `The host name \`${instance}\` cannot name this server in the fleet; set INSTANCE_NAME (1–64 of A-Z a-z 0-9 . _ -)`
+        : `Expected INSTANCE_NAME to be 1–64 of A-Z a-z 0-9 . _ -, got \`${given}\``,
+    );
+  }
+  const staleSeconds = positive(env, 'FLEET_STALE_SECONDS', 30);
+  if (staleSeconds < 2) throw new ConfigError(`Expected FLEET_STALE_SECONDS to be a number ≥ 2, got \`${env.FLEET_STALE_SECONDS}\``);
+  return { dir, instance, staleSeconds };
 }

@@ -17,6 +17,7 @@ import { mirrorUrl } from './sources/mirror';
 import { createProbe } from './sources/probe';
 import { StatusStore } from './store/status-store';
 import { WsHub } from './api/ws-hub';
+import { Fleet, type FleetTuning } from './fleet/fleet';
 
 export interface ServerHandle {
   url: string;
@@ -24,6 +25,8 @@ export interface ServerHandle {
   store: StatusStore;
   downloader: Downloader;
   hub: WsHub;
+  /** Fleet mode (FLEET_DIR set): this server's membership of the fleet. */
+  fleet?: Fleet;
   /** Stops accepting work, aborts transfers keeping their `.part`, flushes the status file. Idempotent. */
   close(): Promise<void>;
 }
@@ -40,6 +43,8 @@ export interface StartOptions {
   /** Bytes a WebSocket client may hold in the server before it is dropped. */
   wsMaxQueuedBytes?: number;
   staticDir?: string;
+  /** Fleet mode's timings (tests shorten them). */
+  fleet?: FleetTuning;
 }
 
 /** Wires the store, downloader, app and hub, and listens. The one factory main.ts and the tests share. */
@@ -60,6 +65,10 @@ export async function startServer(config: Readonly<Config>, options: StartOption
   try {
     const store = new StatusStore({ file: config.statusFile, log, isValidDest, ...(options.writeIntervalMs ? { writeIntervalMs: options.writeIntervalMs } : {}) });
     opened.push(() => store.close());
+    // Fleet mode: the name and the status file locked (across hosts: the lock above is by pid)
+    // before the status file is touched; the other servers' files read.
+    const fleet = config.fleet ? await Fleet.open(config, store, log, options.fleet) : undefined;
+    if (fleet) opened.push(() => fleet.close());
     await store.load();
     const catalog = new Catalog({ file: config.catalogFile, modelsDir: config.modelsDir, log });
     opened.push(() => catalog.close());
@@ -83,26 +92,31 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       resolveSource: sources.resolve,
       protectedFiles: ownFiles,
       proxy: config.proxy,
+      ...(fleet ? { claims: fleet.claims } : {}),
       ...options.downloader,
     });
     opened.push(() => downloader.close());
+    fleet?.attach(downloader);
     // HF_ENDPOINT and CIVITAI_ENDPOINT are mirrors: huggingface.co and civitai.com URLs go there.
     const mirrored = (req: AddRequest): AddRequest =>
       req && typeof req === 'object' && typeof req.url === 'string' ? { ...req, url: mirrorUrl(req.url, config) } : req;
+    // Fleet mode: a new download locks its destination on the shared volume first.
+    const adder = fleet ? { agent: downloader.agent, add: (r: AddRequest, o?: AddOptions) => fleet.add(r, o) } : downloader;
     const meta = createSourceMetadata(config);
     const add = async (req: AddRequest, addOptions?: AddOptions): Promise<AddResult> => {
       const prepared = await prepareCivitai(mirrored(req), { civitai: meta.civitai, modelsDir: config.modelsDir, log });
-      const result = await intake(prepared.req, { downloader, sources, modelsDir: config.modelsDir }, addOptions);
+      const result = await intake(prepared.req, { downloader: adder, sources, modelsDir: config.modelsDir }, addOptions);
       return prepared.note ? { ...result, note: prepared.note } : result;
     };
     const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, add);
     const probe = createProbe({ sources, agent: downloader.agent });
-    const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}) });
+    const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}), ...(fleet ? { fleet } : {}) });
     const server = http.createServer(app.callback());
     // Long-lived streams are fine; a client that never finishes its request headers is not.
     server.headersTimeout = 30_000;
     server.requestTimeout = 60_000;
     const hub = new WsHub(server, { config, store, downloader, log, intake: add, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
+      ...(fleet ? { fleet } : {}),
       ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
       ...(options.wsMaxQueuedBytes ? { maxQueuedBytes: options.wsMaxQueuedBytes } : {}),
     });
@@ -118,6 +132,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     const { port } = server.address() as AddressInfo;
     // No download may fetch from this server itself (a redirect to /status, to the catalog).
     downloader.agent.refuseSelf(config.host, port);
+    await fleet?.begin();
     await downloader.start();
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
@@ -128,6 +143,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await hub.close();
         await downloader.close();
+        await fleet?.close();
         await store.close();
         await catalog.close();
         server.closeAllConnections();
@@ -137,7 +153,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       })());
 
     log.info(`Model Downloader serving ${url}/ (models in ${config.modelsDir}, status in ${config.statusFile})`);
-    return { url, port, store, downloader, hub, close };
+    return { url, port, store, downloader, hub, ...(fleet ? { fleet } : {}), close };
   } catch (err) {
     for (const close of opened.reverse()) await close().catch(() => undefined);
     await lock?.release();

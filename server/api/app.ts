@@ -16,6 +16,7 @@ import type { AddRequest, AddResult, Entry, StatusView } from '../protocol/wire'
 import { checkHost, checkOrigin, checkToken } from './security';
 import type { Add, GroupResult } from '../sources/groups';
 import type { StatusStore } from '../store/status-store';
+import type { Fleet } from '../fleet/fleet';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -32,6 +33,8 @@ export interface AppDeps {
   staticDir?: string;
   /** Sizes and gating of model URLs for workflow plans. @default none (plans without sizes) */
   probe?: Probe;
+  /** Fleet mode: every server's downloads listed, commands for another server's handed to it. */
+  fleet?: Fleet;
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -55,6 +58,12 @@ export function addAnswer(ctx: Context, result: AddResult): void {
     ctx.status = 202;
     ctx.body = { download: result.download, ...(result.note ? { note: result.note } : {}) };
   }
+}
+
+/** Fleet mode: a command done here (200), or handed to the server that owns the download (202, `forwarded_to`). */
+function fleetAnswer(ctx: Context, result: { download: Entry; forwarded_to?: string }): void {
+  ctx.status = result.forwarded_to ? 202 : 200;
+  ctx.body = result;
 }
 
 /** Builds the Koa app: routes, security checks and the one error middleware. Does not listen. */
@@ -100,7 +109,8 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   const router = new Router();
-  const list = (): Entry[] => store.all();
+  const { fleet } = deps;
+  const list = (): Entry[] => (fleet ? fleet.list() : store.all());
 
   router.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
@@ -132,21 +142,29 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   router.get('/api/downloads/:id', (ctx) => {
-    const download = store.getById(ctx.params.id!);
+    const download = fleet ? fleet.get(ctx.params.id!) : store.getById(ctx.params.id!);
     if (!download) throw notFound('NOT_FOUND', `No download with id \`${ctx.params.id}\``);
     ctx.body = { download };
   });
 
   const commands = { pause: 'pause', resume: 'resume', cancel: 'cancel', retry: 'retry' } as const;
   for (const action of Object.keys(commands) as Array<keyof typeof commands>) {
-    router.post(`/api/downloads/:id/${action}`, (ctx) => {
+    router.post(`/api/downloads/:id/${action}`, async (ctx) => {
+      if (fleet) return fleetAnswer(ctx, await fleet.command(action, ctx.params.id!));
       ctx.body = { download: downloader[action](ctx.params.id!) };
     });
   }
 
-  router.delete('/api/downloads/:id', (ctx) => {
+  router.delete('/api/downloads/:id', async (ctx) => {
+    if (fleet) return fleetAnswer(ctx, await fleet.command('remove', ctx.params.id!));
     ctx.body = { download: downloader.remove(ctx.params.id!) };
   });
+
+  if (fleet) {
+    router.get('/api/fleet', (ctx) => {
+      ctx.body = fleet.describe();
+    });
+  }
 
   router.get('/api/folders', (ctx) => {
     ctx.body = { folders: listFolders(config.modelsDir) };

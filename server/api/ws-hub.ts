@@ -15,6 +15,7 @@ import type { AddRequest, AddResult, ClientCommand, Entry, ServerMessage } from 
 import { checkHost, checkOrigin, checkToken } from './security';
 import { Outbox } from './ws-outbox';
 import type { StatusStore } from '../store/status-store';
+import type { Fleet } from '../fleet/fleet';
 
 export const MAX_WS_MESSAGE = 64 * 1024;
 
@@ -31,6 +32,8 @@ export interface HubOptions {
   highWaterMark?: number;
   /** Bytes a client may hold in the server (socket buffer plus unsent replies) before it is dropped. @default 4 MiB */
   maxQueuedBytes?: number;
+  /** Fleet mode: the fleet's view instead of the store's entries; commands for another server's downloads handed to it. */
+  fleet?: Fleet;
 }
 
 interface Client {
@@ -52,6 +55,8 @@ export class WsHub {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly removers: Array<() => void> = [];
   private closed = false;
+  /** What clients are shown: the store's entries, or in fleet mode the fleet's view (the same events). */
+  private readonly feed: Pick<StatusStore, 'seq' | 'all'>;
 
   constructor(server: http.Server, options: HubOptions) {
     this.o = { heartbeatMs: 30_000, highWaterMark: 256 * 1024, maxQueuedBytes: 4 * 1024 * 1024, ...options };
@@ -60,7 +65,8 @@ export class WsHub {
     server.on('upgrade', onUpgrade);
     this.removers.push(() => server.off('upgrade', onUpgrade));
 
-    const { store } = options;
+    const store = options.fleet?.view ?? options.store;
+    this.feed = store;
     const onUpdate = (e: Entry): void => this.broadcast(e.id, { type: 'update', seq: store.seq, download: e });
     const onRemoved = (e: Entry): void => this.broadcast(e.id, { type: 'removed', seq: store.seq, id: e.id, dest: e.dest });
     const onReset = (): void => {
@@ -145,7 +151,7 @@ export class WsHub {
       out.clear();
     });
     ws.on('message', (data, isBinary) => this.onMessage(client, data, isBinary));
-    out.snapshot(this.o.store.seq, this.o.store.all());
+    out.snapshot(this.feed.seq, this.feed.all());
   }
 
   private broadcast(key: string, message: ServerMessage): void {
@@ -185,6 +191,13 @@ export class WsHub {
         case 'resume':
         case 'cancel':
         case 'retry':
+          if (this.o.fleet) {
+            this.o.fleet.command(cmd.type, cmd.id).then(
+              (r) => this.reply(c, { type: 'ack', request_id: requestId, download: r.download, ...(r.forwarded_to ? { forwarded_to: r.forwarded_to } : {}) }),
+              (err: unknown) => this.replyError(c, requestId, err),
+            );
+            return;
+          }
           this.reply(c, { type: 'ack', request_id: requestId, download: d[cmd.type](cmd.id) });
           return;
         case 'clear_completed':

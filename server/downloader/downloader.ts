@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
-import { createEntry, nowSeconds } from '../store/entry';
+import { createEntry, nowSeconds, patchEntry } from '../store/entry';
 import { AppError, badRequest, conflict, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, ownFileAt, resolveDest } from '../disk/paths';
@@ -26,6 +26,7 @@ import { runJob } from './run';
 import { maintain, mergeExternal } from './maintenance';
 import { adoptOrphans } from './orphans';
 import { createTransition, type Transition } from './transition';
+import { runClaimed, type DestClaims } from './claims';
 
 export interface DownloaderOptions {
   store: StatusStore;
@@ -58,6 +59,8 @@ export interface DownloaderOptions {
   protectedFiles?: readonly string[];
   /** HTTPS_PROXY, HTTP_PROXY and NO_PROXY as config.ts read them. @default none: direct */
   proxy?: ProxyConfig;
+  /** Fleet mode: this server's hold on destinations on a shared volume (server/fleet/). @default none (a lone server) */
+  claims?: DestClaims;
 }
 
 const SHA256 = /^[0-9a-fA-F]{64}$/;
@@ -74,7 +77,8 @@ export interface AddOptions {
 export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly store: StatusStore;
   private readonly log: Logger;
-  private readonly o: Required<Omit<DownloaderOptions, 'store' | 'log' | 'retry' | 'resolveSource' | 'protectedFiles' | 'proxy'>>;
+  private readonly o: Required<Omit<DownloaderOptions, 'store' | 'log' | 'retry' | 'resolveSource' | 'protectedFiles' | 'proxy' | 'claims'>>;
+  private readonly claims: DestClaims | undefined;
   private readonly retryPolicy: RetryPolicy;
   private readonly resolveSource: SourceResolver;
   private readonly protectedFiles: readonly string[];
@@ -110,6 +114,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.agent = createAgent(options.proxy ? { proxy: options.proxy } : {});
     this.protectedFiles = (options.protectedFiles ?? []).map((f) => path.resolve(f));
     this.transition = createTransition({ log: this.log });
+    this.claims = options.claims;
     this.jobDeps = {
       store: this.store,
       agent: this.agent,
@@ -132,7 +137,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     if (this.state !== 'idle') return;
     this.state = 'running';
     this.store.on('external', (entries) => this.applyExternal(entries));
-    await adoptOrphans({ store: this.store, modelsDir: this.o.modelsDir, log: this.log });
+    const claims = this.claims;
+    await adoptOrphans({ store: this.store, modelsDir: this.o.modelsDir, log: this.log, ...(claims ? { claim: (dest: string) => claims.claimOrphan(dest) } : {}) });
     const unfinished = this.store
       .all()
       .filter((e) => isActive(e.status))
@@ -221,6 +227,19 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     return next;
   }
 
+  /**
+   * Fleet mode: takes over a download another server left (its entry as that server published it,
+   * validated; the fleet holds its destination). Active, it is queued and resumes from the `.part`;
+   * paused, it stays paused.
+   */
+  adopt(entry: Entry): Entry {
+    if (this.state === 'closing' || this.state === 'closed') throw new AppError('SHUTTING_DOWN', 'The server is shutting down', { status: 503 });
+    const active = isActive(entry.status);
+    const e = this.store.put(patchEntry(entry, { status: active ? 'queued' : entry.status, speed: 0, eta: null }));
+    if (active) this.enqueue(e.dest);
+    return e;
+  }
+
   /** Forgets a finished download (see forget). */
   remove(id: string): Entry {
     const e = this.find(id);
@@ -305,17 +324,19 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
 
   private async discardPart(dest: string): Promise<void> {
     const abs = resolveDest(this.o.modelsDir, dest.slice(0, dest.lastIndexOf('/')), dest.slice(dest.lastIndexOf('/') + 1)).abs;
-    await removePart(abs).catch((err: unknown) => this.log.warn(`could not remove ${dest}.part: ${(err as Error).message}`));
+    const remove = (): Promise<void> => removePart(abs).catch((err: unknown) => this.log.warn(`could not remove ${dest}.part: ${(err as Error).message}`));
+    await (this.claims ? this.claims.whileHeld(dest, remove) : remove());
   }
 
   private startJob(entry: Entry): void {
     const { abs } = resolveDest(this.o.modelsDir, entry.folder, entry.filename);
     const job: Job = { dest: entry.dest, abs, controller: new AbortController(), done: Promise.resolve() };
     this.jobs.set(entry.dest, job);
-    job.done = runJob(this.jobDeps, job)
+    job.done = (this.claims ? runClaimed(this.jobDeps, job, this.claims) : runJob(this.jobDeps, job))
       .catch((err: unknown) => this.log.error(`${entry.dest}: unexpected failure: ${(err as Error).stack ?? String(err)}`))
       .finally(() => {
         this.jobs.delete(entry.dest);
+        this.claims?.settle(entry.dest);
         this.pump();
       });
   }

@@ -17,7 +17,8 @@ import type { SourceResolver } from './source';
 import type { DownloadStatus } from '../protocol/status';
 import type { StatusPatch, Transition } from './transition';
 
-export type StopKind = 'pause' | 'cancel' | 'shutdown';
+/** `lost`: fleet mode's hold on the destination was lost (downloader/claims.ts): no further write. */
+export type StopKind = 'pause' | 'cancel' | 'shutdown' | 'lost';
 
 /** Why a job was aborted; carried as the AbortSignal's reason. */
 export class Stop extends Error {
@@ -34,6 +35,11 @@ export interface Job {
   controller: AbortController;
   /** Settles when the job has ended and let go of its files. */
   done: Promise<void>;
+  /**
+   * Fleet mode: throws (and stops the job) when this server no longer holds the destination;
+   * called before every write of its files. Absent on a lone server.
+   */
+  guard?: () => void;
 }
 
 /** What a job needs of the Downloader that runs it. */
@@ -80,8 +86,9 @@ export function fail(deps: JobDeps, job: Job, code: ErrorCode, message: string, 
 /** A job ended by a command, a shutdown or a fault outside the transfer (the disk, a bug). */
 export async function stopped(deps: JobDeps, job: Job, err: unknown): Promise<void> {
   const kind = err instanceof Stop ? err.kind : undefined;
+  if (kind === 'lost') return; // another server may be writing the files now: touch nothing
   if (kind === 'cancel') {
-    await removePart(job.abs).catch(() => undefined);
+    if (mayWrite(job)) await removePart(job.abs).catch(() => undefined);
   } else if (kind === 'shutdown') {
     const e = deps.store.get(job.dest);
     if (e && e.status !== 'paused' && e.status !== 'cancelled') {
@@ -94,6 +101,16 @@ export async function stopped(deps: JobDeps, job: Job, err: unknown): Promise<vo
     // pause: the command already set the entry; record the bytes actually on disk
     const e = deps.store.get(job.dest);
     if (e) deps.store.put(patchEntry(e, { downloaded: await bytesOnDisk(job.abs) }));
+  }
+}
+
+/** Whether the job may still change its files (fleet mode: this server still holds them). */
+export function mayWrite(job: Job): boolean {
+  try {
+    job.guard?.();
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -13,7 +13,7 @@ import type { StatusStore } from '../store/status-store';
 import { resolveDest } from '../disk/paths';
 import { bytesOnDisk, metaPath, partPath, readMeta } from '../disk/part-file';
 
-export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; log: Logger }): Promise<void> {
+export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; log: Logger; claim?: (dest: string) => Promise<boolean> }): Promise<void> {
   const found: string[] = [];
   const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
     let items: fs.Dirent[];
@@ -45,6 +45,7 @@ export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; l
     const meta = await readMeta(abs);
     if (!meta || meta.name !== path.basename(abs) || !/^https?:/.test(meta.url)) continue;
     const downloaded = await bytesOnDisk(abs);
+    if (o.claim && !(await o.claim(dest))) continue; // fleet mode: another live server's download
     o.store.put(
       createEntry({ dest, folder: dest.slice(0, slash), filename: dest.slice(slash + 1), url: meta.url, status: 'paused', file_size: meta.fileSize, downloaded }),
     );

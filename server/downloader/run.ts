@@ -38,6 +38,7 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
           wantHash: e.sha256 !== undefined,
           state,
           log: (m) => deps.log.info(m),
+          ...(job.guard ? { guard: job.guard } : {}),
           onStart: (offset, total) => {
             meter.reset();
             meter.sample(offset);

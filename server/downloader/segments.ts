@@ -16,6 +16,7 @@ import { WriteBehind } from '../disk/write-behind';
 import { attemptAbort } from './attempt-abort';
 import type { AttemptOptions, AttemptResult } from './transfer';
 import { openSource } from './source';
+import { guardFile } from '../disk/guarded-file';
 
 export interface SegmentedOptions extends AttemptOptions {
   connections: number;
@@ -74,9 +75,12 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const segments = meta.segments!;
   const validator = isStrongEtag(meta.etag) ? meta.etag : meta.lastModified;
 
-  const file = await fsp.open(partPath(o.abs), 'r+').catch((err: unknown) => {
-    throw diskError(err, o.abs);
-  });
+  const file = guardFile(
+    await fsp.open(partPath(o.abs), 'r+').catch((err: unknown) => {
+      throw diskError(err, o.abs);
+    }),
+    o.guard,
+  );
   const copy = (): Segment[] => segments.map((s) => ({ ...s }));
   // The map on disk claims only bytes the disk has: the counts as of the last sync of the .part.
   // Saved from live counts, a map could claim bytes still in the page cache, and after a power cut
@@ -105,6 +109,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
           durable = counts;
         }
         if (durable === saved) return;
+        o.guard?.(); // a server that lost its hold saves no map: another one owns the files now
         await writeMeta(o.abs, { ...meta!, segments: durable });
         saved = durable;
       })
@@ -160,6 +165,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     if (res.status === 200) {
       res.body.destroy();
       // If-Range failed: the file changed upstream. Never splice two versions: start over.
+      o.guard?.();
       await removePart(o.abs);
       throw new AppError('CHANGED_UPSTREAM', `${res.url.host} sent the whole file instead of a range: it changed since the download began; starting over`, { retryable: true });
     }
@@ -286,6 +292,7 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
       fileSize: total,
       segments,
     };
+    o.guard?.();
     await removePart(o.abs);
     const handle = await fsp.open(partPath(o.abs), 'w');
     try {

@@ -15,6 +15,7 @@ import { checkContentRange } from '../net/content-range';
 import { openSource, type Expectations, type ResolvedSource } from './source';
 import { WriteBehind } from '../disk/write-behind';
 import { attemptAbort } from './attempt-abort';
+import { guardFile } from '../disk/guarded-file';
 
 /** What carries over between the attempts of one run of a download. */
 export interface TransferState {
@@ -45,6 +46,8 @@ export interface AttemptOptions {
   onStart(offset: number, total: number | null): void;
   onProgress(downloaded: number, total: number | null): void;
   log?: (message: string) => void;
+  /** Fleet mode: throws when this server may no longer write the files (see Job.guard). */
+  guard?: () => void;
 }
 
 export interface AttemptResult {
@@ -71,6 +74,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
   const meta = offset > 0 ? await readMeta(o.abs) : undefined;
   if (offset > 0 && (!meta || meta.url !== storedUrl || (meta.fileSize !== null && offset > meta.fileSize))) {
     o.log?.(`${path.basename(o.abs)}: the partial file does not belong to this source; starting over`);
+    o.guard?.();
     await removePart(o.abs);
     offset = 0;
   }
@@ -108,6 +112,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
         range = checkContentRange(res.headers['content-range'], { start: offset, total: meta?.fileSize ?? null, contentLength: res.headers['content-length'] });
       } catch (err) {
         res.body.destroy();
+        o.guard?.();
         await removePart(o.abs);
         throw new AppError((err as AppError).code, `${host}: ${(err as Error).message}; starting over`, { retryable: true, cause: err });
       }
@@ -123,6 +128,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       res.body.destroy();
       const range = parseContentRange(res.headers['content-range']);
       if (offset > 0 && range?.total === offset) return { size: offset, total: offset }; // already complete
+      o.guard?.();
       await removePart(o.abs);
       throw new AppError('RANGE_NOT_SATISFIABLE', `${host} could not serve the rest of the file; starting over`, { retryable: true });
     } else {
@@ -134,6 +140,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
     if (expected) o.state.expected = { ...o.state.expected, ...expected };
 
+    o.guard?.();
     await writeMeta(o.abs, {
       url: storedUrl,
       ...(res.headers.etag ? { etag: res.headers.etag } : {}),
@@ -155,9 +162,13 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     let received = 0;
     let lastReport = 0;
     let reported = offset;
-    const file = await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
-      throw diskError(err, o.abs);
-    });
+    o.guard?.(); // 'w' truncates
+    const file = guardFile(
+      await fsp.open(part, offset > 0 ? 'r+' : 'w').catch((err: unknown) => {
+        throw diskError(err, o.abs);
+      }),
+      o.guard,
+    );
     const behind = new WriteBehind(file);
     try {
       if (offset === 0) await file.truncate(0);
@@ -203,6 +214,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       throw new AppError('INCOMPLETE', `${host} closed the connection after ${size} of ${total} bytes`, { retryable: true });
     }
     if (total !== null && size > total) {
+      o.guard?.();
       await removePart(o.abs);
       throw new AppError('SIZE_MISMATCH', `${host} sent ${size} bytes but announced ${total}`, { retryable: true });
     }

@@ -21,6 +21,7 @@ export async function finish(deps: JobDeps, job: Job, result: AttemptResult, sta
   const entry = advance(deps, job, 'verifying', { downloaded: result.size, file_size: result.total ?? result.size, speed: 0, eta: null, ...(pass ? { progress: 0 } : {}) })!;
   const expectedSize = state.expected.size;
   if (expectedSize !== undefined && expectedSize !== result.size) {
+    job.guard?.();
     await removePart(job.abs);
     fail(deps, job, 'SIZE_MISMATCH', `The file has ${result.size} bytes, but its source announced ${expectedSize}; the file was discarded`, 0);
     return;
@@ -28,12 +29,14 @@ export async function finish(deps: JobDeps, job: Job, result: AttemptResult, sta
   if (entry.sha256) {
     const digest = pass ? await verifyPass(deps, job, result.size) : state.hash!.digest('hex');
     if (digest !== entry.sha256) {
+      job.guard?.();
       await removePart(job.abs);
       fail(deps, job, 'SHA256_MISMATCH', `The downloaded file's sha256 is ${digest}, but ${entry.sha256} was expected; the file was discarded`, 0);
       return;
     }
   }
   signal.throwIfAborted();
+  job.guard?.(); // fleet mode: never rename a `.part` another server now owns
   await commitPart(job.abs);
   const done = deps.store.put(deps.transition(deps.store.get(job.dest)!, 'completed', { speed: 0, eta: null, completion_time: nowSeconds(), error: undefined }));
   deps.forgetUrl(job.dest);

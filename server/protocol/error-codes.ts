@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   PROBE_TIMEOUT: 'The server did not answer in time when asked for the file name',
   NOT_FOUND: 'No such download, catalog entry or route',
   ALREADY_ACTIVE: 'A download to that destination is already under way or paused',
+  ACTIVE_ELSEWHERE: 'Fleet mode: another server of the fleet is downloading that destination (or has it paused)',
+  INSTANCE_STALE: 'Fleet mode: a command for a download of a server that has not been heard from for FLEET_STALE_SECONDS',
   DEST_IS_DIRECTORY: 'The destination is a folder (on add, or when the finished file is renamed into place)',
   INVALID_STATE: 'The command does not fit the download\'s status (see protocol/status.ts COMMANDS)',
   ACTIVE: 'Remove of a download that is not finished: cancel it first',
@@ -69,10 +71,12 @@ export const ERROR_CODES = {
   CATALOG_INVALID: 'The catalog file is not a usable catalog',
   // ---- Server ---------------------------------------------------------------------------------
   INTERNAL: 'A bug or unexpected fault; the server log has the details (500)',
-  LOCKED: 'Another server is using the same status file',
+  LOCKED: 'Another server is using the same status file (or, in fleet mode, the same INSTANCE_NAME)',
+  FLEET_UNAVAILABLE: 'Fleet mode: FLEET_DIR cannot be used (missing, read-only, unreachable) for a lock or a command (503)',
   // ---- A download's failure (its entry's `error`) ---------------------------------------------
   ERROR: 'An unexpected failure of a download (also a bare message stored by the seed)',
   STALE: 'An active download with no progress and no transfer running for STALE_MINUTES',
+  LOCK_LOST: 'Fleet mode: this server lost its lock on the destination (stopped or cut off too long); waiting for it',
   STALLED: 'No byte arrived for the stall timeout; retried',
   INCOMPLETE: 'The connection closed before the whole file arrived; retried',
   SIZE_MISMATCH: 'The file is not the size its server or source announced',

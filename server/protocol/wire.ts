@@ -57,6 +57,16 @@ export interface Entry {
   attempts: number;
   /** Set when started as part of a workflow or a Hugging Face folder/repo. */
   group?: GroupRef;
+  /**
+   * Fleet mode (`FLEET_DIR`): the name of the server that owns the download, this one's own
+   * included. Never in the status file. Absent on a lone server.
+   */
+  instance?: string;
+  /**
+   * Fleet mode: true when that server has not been heard from for FLEET_STALE_SECONDS (stopped,
+   * killed or cut off): the entry is its last word, not live. Absent otherwise.
+   */
+  instance_stale?: boolean;
 }
 
 /** `GET /status` adds the seed's display fields to each entry. */
@@ -92,6 +102,8 @@ export interface AckMessage {
   status?: 'started' | 'already_exists';
   download?: Entry;
   removed_count?: number;
+  /** Fleet mode: the command was handed to the server that owns the download (its name). */
+  forwarded_to?: string;
 }
 export interface ErrorMessage {
   type: 'error';

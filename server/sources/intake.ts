@@ -12,7 +12,8 @@ import type { Source, Sources } from '.';
 import { parseSourceUrl } from '../net/url-policy';
 
 export interface IntakeDeps {
-  downloader: Pick<Downloader, 'add' | 'agent'>;
+  /** `add` may settle later: fleet mode locks the destination first (server/fleet/). */
+  downloader: Pick<Downloader, 'agent'> & { add(req: AddRequest, options?: AddOptions): AddResult | Promise<AddResult> };
   sources: Sources;
   modelsDir: string;
   /** Longest wait for the server's answer when asking it for the file's name. @default 15000 */
