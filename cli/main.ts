@@ -16,8 +16,13 @@ async function status(c: CommandContext): Promise<number> {
     // A group column when some download belongs to one (a workflow, a Hugging Face repository).
     const groups = body.downloads.map((e) => e.group?.name ?? '');
     const groupWidth = Math.min(28, Math.max(0, ...groups.map((g) => g.length)));
+    // An instance column in fleet mode: which of the servers sharing the volume has each download.
+    const instances = body.downloads.map((e) => `${e.instance ?? ''}${e.instance_stale ? ' (stale)' : ''}`);
+    const instanceWidth = Math.min(32, Math.max(0, ...instances.map((i) => i.length)));
     const width = destWidth(body.downloads);
-    for (const e of body.downloads) c.out.write(`${line(e, { unicode: false, destWidth: width, ...(groupWidth > 0 ? { groupWidth } : {}) })}\n`);
+    for (const e of body.downloads) {
+      c.out.write(`${line(e, { unicode: false, destWidth: width, ...(groupWidth > 0 ? { groupWidth } : {}), ...(instanceWidth > 0 ? { instanceWidth } : {}) })}\n`);
+    }
   }
   return 0;
 }

@@ -38,6 +38,8 @@ export interface LineOptions {
   columns?: number;
   /** Width of a group column before the destination (`status` when some download has a group). */
   groupWidth?: number;
+  /** Width of an instance column first (`status` in fleet mode: which server has the download). */
+  instanceWidth?: number;
   /** Width of the destination column. @default 36 */
   destWidth?: number;
 }
@@ -65,7 +67,8 @@ export function line(e: Entry, options: LineOptions = { unicode: false }): strin
         ? `${formatSpeed(e.speed)}  ETA ${formatDuration(e.eta)}`
         : e.status;
   const group = options.groupWidth ? `${fit(e.group?.name ?? '', options.groupWidth)} ` : '';
-  const text = `${MARK[e.status]} ${group}${fit(e.dest, options.destWidth ?? 36)} ${bar(e.progress, 24, options.unicode)} ${formatPercent(e.progress).padStart(4)}  ${bytes.padEnd(21)} ${tail}`;
+  const instance = options.instanceWidth ? `${fit(`${e.instance ?? ''}${e.instance_stale ? ' (stale)' : ''}`, options.instanceWidth)} ` : '';
+  const text = `${MARK[e.status]} ${instance}${group}${fit(e.dest, options.destWidth ?? 36)} ${bar(e.progress, 24, options.unicode)} ${formatPercent(e.progress).padStart(4)}  ${bytes.padEnd(21)} ${tail}`;
   return clip(text, options.columns);
 }
 

@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import type { Plan } from '../../cli/answers';
@@ -478,4 +479,19 @@ describe('pieces', () => {
     expect(() => parseArgs(['workflow', 'a.json', '--folder', 'loras'], {})).toThrow(/--folder is for `add`/);
     expect(() => parseArgs(['watch', '--no-wait'], {})).toThrow(/--no-wait is for `add`/);
   });
+});
+
+test('status in fleet mode shows which server has each download', async () => {
+  const fleetDir = await fs.mkdtemp(path.join(os.tmpdir(), 'md-cli-fleet-'));
+  try {
+    srv = await startTestServer({ FLEET_DIR: fleetDir, INSTANCE_NAME: 'pod-a' });
+    const f = files.addFile('/fleet.safetensors', { size: 1000 });
+    const add = await cli(['add', f.url, '--folder', 'loras', '--server', srv.url]);
+    expect(add.code).toBe(0);
+    const text = await cli(['status', '--server', srv.url]);
+    expect(text.out).toMatch(/^✓ pod-a +loras\/fleet\.safetensors .*completed\n$/);
+  } finally {
+    await srv.stop();
+    await fs.rm(fleetDir, { recursive: true, force: true });
+  }
 });
