@@ -5,12 +5,20 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { bytesOnDisk, readMeta } from '../disk/part-file';
+import { PrefixHash } from '../disk/prefix-hash';
 import { retryDelay } from './retry-delay';
 import { SpeedMeter } from './speed-meter';
 import { attemptSegmented, NOT_SEGMENTABLE } from './segments';
 import { attemptTransfer, type AttemptOptions, type AttemptResult, type TransferState } from './transfer';
 import { advance, asAppError, capitalize, fail, stopped, update, type Job, type JobDeps } from './job';
 import { alreadyFinished, finish } from './verify';
+
+/**
+ * Segmented transfers hash their `.part` while it is written (server/disk/prefix-hash.ts).
+ * INFLIGHT_HASH=0 turns that off — the whole file is then hashed after the transfer, as before —
+ * for the bench's side-by-side comparison.
+ */
+const inflightHash = process.env.INFLIGHT_HASH !== '0';
 
 export async function runJob(deps: JobDeps, job: Job): Promise<void> {
   const signal = job.controller.signal;
@@ -23,6 +31,7 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
   let best = await bytesOnDisk(job.abs);
   let segmented = true;
   let result: AttemptResult | undefined;
+  const hash = inflightHash ? new PrefixHash((m) => deps.log.warn(`${job.dest}: ${m}`)) : undefined;
   try {
     while (!result) {
       const e = deps.store.get(job.dest)!;
@@ -54,11 +63,14 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
         // Several connections when allowed and the server serves ranges; a segment map on disk
         // is resumed as segments whatever CONNECTIONS says now.
         if (segmented && (deps.connections > 1 || (await readMeta(job.abs))?.segments)) {
-          const r = await attemptSegmented({ ...attempt, connections: deps.connections, minSegmentBytes: deps.minSegmentBytes, retry: deps.retryPolicy });
+          const r = await attemptSegmented({ ...attempt, connections: deps.connections, minSegmentBytes: deps.minSegmentBytes, retry: deps.retryPolicy, ...(hash ? { hash } : {}) });
           if (r === NOT_SEGMENTABLE) segmented = false;
           else result = r;
         }
-        result ??= await attemptTransfer(attempt);
+        if (!result) {
+          await hash?.reset(); // one stream may write the file from 0 again: what was hashed may change
+          result = await attemptTransfer(attempt);
+        }
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         const error = asAppError(err);
@@ -77,8 +89,10 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
         await delay(wait, undefined, { signal });
       }
     }
-    await finish(deps, job, result, state);
+    await finish(deps, job, result, state, hash);
   } catch (err) {
     await stopped(deps, job, err);
+  } finally {
+    await hash?.close();
   }
 }
