@@ -240,4 +240,21 @@ describe('downloads', () => {
       await cleanup();
     }
   });
+
+  test('on a slow link the segment map follows the download within a fraction of a second (saved after each sync, 4 a second)', async () => {
+    srv = await start();
+    const f = files.addFile('/slow.bin', { size: 12 * MiB, throttle: MiB }); // 4 MiB/s over 4 connections: 3 s
+    const id = await add(srv, { url: f.url, folder: 'loras' });
+    const metaFile = path.join(srv.modelsDir, 'loras/slow.bin.part.json');
+    const seen = new Set<number>();
+    await waitFor(async () => {
+      const e = srv!.store.getById(id);
+      if (e?.status !== 'downloading') return e?.status === 'completed' || e?.status === 'verifying';
+      const m = JSON.parse(await fs.readFile(metaFile, 'utf8').catch(() => '{}')) as Partial<PartMeta>;
+      if (m.segments) seen.add(m.segments.reduce((n, s) => n + s.done, 0));
+      return false;
+    }, 'the download to end', 30_000);
+    // Saved once a second, three seconds give three or four maps; after every quarter-second sync, about twelve.
+    expect(seen.size).toBeGreaterThanOrEqual(7);
+  });
 });
