@@ -191,12 +191,37 @@ describe('downloads', () => {
     await expect(fs.access(path.join(srv.modelsDir, 'loras/crash-wrong.bin'))).rejects.toThrow();
   });
 
-  test('without a given sha256, the one computed while downloading is recorded on the entry', async () => {
-    srv = await start();
-    const f = files.addFile('/plain.bin', { size: 20 * MiB, throttle: 8 * MiB });
-    const done = await settle(srv, await add(srv, { url: f.url, folder: 'loras' }));
-    expect(done).toMatchObject({ status: 'completed', sha256: f.sha256 });
-    expect(fullPass(srv.log.lines)).toBe(false);
+  describe('INFLIGHT_HASH', () => {
+    const before = process.env.INFLIGHT_HASH;
+    afterEach(() => {
+      if (before === undefined) delete process.env.INFLIGHT_HASH;
+      else process.env.INFLIGHT_HASH = before;
+    });
+
+    test('=1: without a given sha256, the one computed while downloading is recorded on the entry', async () => {
+      process.env.INFLIGHT_HASH = '1'; // else only where more than two cores leave one to spare
+      srv = await start();
+      const f = files.addFile('/plain.bin', { size: 20 * MiB, throttle: 8 * MiB });
+      const done = await settle(srv, await add(srv, { url: f.url, folder: 'loras' }));
+      expect(done).toMatchObject({ status: 'completed', sha256: f.sha256 });
+      expect(tailOf(srv.log.lines)).toBeDefined();
+    });
+
+    test('=0: nothing is hashed while downloading; the whole file is, after the transfer, as before', async () => {
+      process.env.INFLIGHT_HASH = '0';
+      srv = await start();
+      const f = files.addFile('/off.bin', { size: 20 * MiB, throttle: 8 * MiB });
+      const verifying: number[] = [];
+      srv.store.on('update', (e) => {
+        if (e.dest === 'loras/off.bin' && e.status === 'verifying') verifying.push(e.progress);
+      });
+      const done = await settle(srv, await add(srv, { url: f.url, folder: 'loras', sha256: f.sha256 }));
+      expect(done).toMatchObject({ status: 'completed', sha256: f.sha256 });
+      expect(tailOf(srv.log.lines)).toBeUndefined();
+      expect(verifying[0]).toBe(0); // the pass, from 0 %
+      const plain = files.addFile('/off-plain.bin', { size: 20 * MiB, throttle: 8 * MiB });
+      expect((await settle(srv, await add(srv, { url: plain.url, folder: 'loras' }))).sha256).toBeUndefined();
+    });
   });
 
   test('stopped mid-download and started again: the prefix on disk is hashed again while the rest arrives, and the file is exact', async () => {

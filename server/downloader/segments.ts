@@ -34,8 +34,10 @@ export interface SegmentedOptions extends AttemptOptions {
    * transfer time. @default 250
    */
   saveIntervalMs?: number;
-  /** Hashes the written prefix of the `.part` as it grows (the sha256 while downloading). */
+  /** Hashes the written prefix of the `.part` as it grows (the sha256 while downloading), when a sha256 is expected. */
   hash?: PrefixHash;
+  /** Use `hash` also when no sha256 is expected (the digest is then only recorded). */
+  hashWithoutExpected?: boolean;
   /** Called with every range request made (for tests and logs). */
   onRange?: (from: number, to: number) => void;
 }
@@ -117,7 +119,8 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     }
     return at;
   };
-  await o.hash?.follow(partPath(o.abs), file, prefix());
+  const hash = o.wantHash || o.state.expected.sha256 !== undefined || o.hashWithoutExpected ? o.hash : undefined;
+  await hash?.follow(partPath(o.abs), file, prefix());
   // The map on disk claims only bytes the disk has: the counts as of the last sync of the .part.
   // Saved from live counts, a map could claim bytes still in the page cache, and after a power cut
   // a resume would skip a hole of zeros (a kill -9 loses none: the page cache outlives a process).
@@ -277,7 +280,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       onWritten: (written) => {
         behind.wrote(base + written - seg.done);
         seg.done = base + written;
-        o.hash?.advance(prefix());
+        hash?.advance(prefix());
       },
     });
     l.pump = pump;
@@ -328,7 +331,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     if (failed) throw failed.reason;
     report(true);
     if (doneBytes() !== total) throw new AppError('INCOMPLETE', `the segments hold ${doneBytes()} of ${total} bytes`, { retryable: true });
-    o.hash?.ended(total);
+    hash?.ended(total);
     return { size: total, total };
   } catch (err) {
     if (o.signal.aborted) throw o.signal.reason ?? err;
