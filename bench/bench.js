@@ -6,6 +6,8 @@
 //   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh, bigstatus,
 //                verify (the sha256 while downloading, against the old pass after it), kill (bytes
 //                fetched again after a kill -9)
+// BENCH_BASELINE=<dir> runs the other side of `verify` (and a second round of `kill`) on the build
+// in <dir>/dist (e.g. an earlier commit, built): before and after, side by side in one run.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -22,6 +24,7 @@ const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const MAIN = path.join(__dirname, '..', 'dist', 'server', 'main.js');
+const baseline = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE, 'dist', 'server', 'main.js') : undefined;
 const work = fs.mkdtempSync(path.join(process.env.BENCH_DIR || os.tmpdir(), 'md-bench-'));
 const has = (cmd) => {
   try {
@@ -48,9 +51,9 @@ async function startSource() {
 }
 
 /** The service as `npm start` runs it, in its own folders (or in `dir`, kept by `kill9`, to start again there). */
-async function startService(env = {}, dir = fs.mkdtempSync(path.join(work, 'svc-'))) {
+async function startService(env = {}, dir = fs.mkdtempSync(path.join(work, 'svc-')), main = MAIN) {
   // BENCH_NODE_ARGS: extra node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const proc = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), MAIN], {
+  const proc = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), main], {
     env: { PATH: process.env.PATH, PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -320,7 +323,10 @@ async function refresh(results) {
 async function verifyWhileDownloading(source, results) {
   const size = quick ? GiB : 4 * GiB;
   const sha256 = sha256Of(size);
-  const svc = { on: await startService({ CONNECTIONS: '4' }), off: await startService({ CONNECTIONS: '4', INFLIGHT_HASH: '0' }) };
+  const svc = {
+    on: await startService({ CONNECTIONS: '4' }),
+    off: baseline ? await startService({ CONNECTIONS: '4' }, undefined, baseline) : await startService({ CONNECTIONS: '4', INFLIGHT_HASH: '0' }),
+  };
   const runs = { on: [], off: [], plain_on: [], plain_off: [] };
   const vRounds = quick ? 1 : Number(process.env.VERIFY_ROUNDS || 2);
   let n = 0;
@@ -347,7 +353,7 @@ async function verifyWhileDownloading(source, results) {
     cpu_s: median(xs.map((x) => x.cpu)),
     sha256_recorded: xs.every((x) => x.recorded),
   });
-  results.verify = { size_bytes: size, rounds: vRounds, on: sum(runs.on), off: sum(runs.off), plain_on: sum(runs.plain_on), plain_off: sum(runs.plain_off) };
+  results.verify = { size_bytes: size, rounds: vRounds, off_is: baseline ? `the build in ${process.env.BENCH_BASELINE}` : 'INFLIGHT_HASH=0', on: sum(runs.on), off: sum(runs.off), plain_on: sum(runs.plain_on), plain_off: sum(runs.plain_off) };
 }
 
 /**
@@ -361,20 +367,23 @@ async function killCost(source, results) {
   const size = quick ? 48 * MiB : 96 * MiB;
   const kills = quick ? 2 : Number(process.env.KILL_ROUNDS || 6);
   const rows = [];
-  for (let k = 0; k < kills; k++) {
+  const base = [];
+  for (let k = 0; k < (baseline ? 2 : 1) * kills; k++) {
+    const main = baseline && k % 2 === 1 ? baseline : MAIN;
     const dir = fs.mkdtempSync(path.join(work, 'kill-'));
     const p = `/gen/${size}/kill-${k}.bin`;
     const env = { CONNECTIONS: '8' };
-    const first = await startService(env, dir);
+    const first = await startService(env, dir, main);
     const t0 = performance.now();
     await first.api('POST', '/api/downloads', { url: `${source.url}${p}?cap=${cap}`, folder: 'checkpoints' });
-    const at = size * (0.3 + (0.4 * k) / Math.max(1, kills - 1));
+    const nth = baseline ? Math.floor(k / 2) : k;
+    const at = size * (0.3 + (0.4 * nth) / Math.max(1, kills - 1));
     while (served(p).bytes < at) await sleep(5);
     await sleep(Math.random() * 250); // anywhere in a sync's cycle
     const sentBefore = served(p).bytes;
     const rate = sentBefore / ((performance.now() - t0) / 1000);
     await first.kill9();
-    const second = await startService(env, dir);
+    const second = await startService(env, dir, main);
     for (;;) {
       const { downloads } = await second.api('GET', '/api/downloads');
       const d = downloads.find((x) => x.filename === `kill-${k}.bin`);
@@ -383,16 +392,11 @@ async function killCost(source, results) {
       await sleep(100);
     }
     const lost = served(p).bytes - size;
-    rows.push({ killed_at: sentBefore / size, lost_bytes: lost, rate_MBps: rate / MiB, lost_s: lost / rate });
+    (main === MAIN ? rows : base).push({ killed_at: sentBefore / size, lost_bytes: lost, rate_MBps: rate / MiB, lost_s: lost / rate });
     await second.stop();
   }
-  results.kill = {
-    connections: 8, cap_MBps_per_connection: cap / MiB, size_bytes: size, kills,
-    lost_MB_median: median(rows.map((r) => r.lost_bytes)) / MiB,
-    lost_s_median: median(rows.map((r) => r.lost_s)),
-    lost_s_max: Math.max(...rows.map((r) => r.lost_s)),
-    rows,
-  };
+  const sum = (xs) => ({ lost_MB_median: median(xs.map((r) => r.lost_bytes)) / MiB, lost_s_median: median(xs.map((r) => r.lost_s)), lost_s_max: Math.max(...xs.map((r) => r.lost_s)), rows: xs });
+  results.kill = { connections: 8, cap_MBps_per_connection: cap / MiB, size_bytes: size, kills, ...sum(rows), ...(baseline ? { baseline: sum(base) } : {}) };
 }
 
 const f1 = (n) => (n === undefined ? '—' : n.toFixed(n < 10 ? 2 : 1));
@@ -435,11 +439,11 @@ async function main() {
     ...(b ? [[`8. 10,000 entries (${f1(b.file_MB)} MB file), 4 downloads at 6 MB/s`, `server ${f1(b.server_cpu_cores)} cores, status file ${f1(b.status_MB_written_per_s)} MB/s written (${f1(b.status_writes_per_s)} writes/s)`, '< 0.15 cores, < 20 MB/s']] : []),
     ...(r ? [['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50']] : []),
     ...(v ? [
-      [`9. ${v.size_bytes / GiB} GiB, 4 connections, known sha256: last byte → completed (s)`, `${f1(v.on.tail_s)} (max ${f1(v.on.tail_max_s)}) vs full pass after ${f1(v.off.tail_s)}`, 'target ≤ 0.3'],
+      [`9. ${v.size_bytes / GiB} GiB, 4 connections, known sha256: last byte → completed (s)`, `${f1(v.on.tail_s)} (max ${f1(v.on.tail_max_s)}) vs ${f1(v.off.tail_s)} with ${v.off_is}`, 'target ≤ 0.3'],
       ['   the whole download, durable and verified (MB/s)', `${f1(v.on.MBps)} vs ${f1(v.off.MBps)} (transfer only ${f1(v.on.transfer_MBps)} vs ${f1(v.off.transfer_MBps)}); CPU ${f1(v.on.cpu_s)} vs ${f1(v.off.cpu_s)} s`, 'no slower'],
-      ['   no sha256 given (MB/s)', `${f1(v.plain_on.MBps)} vs ${f1(v.plain_off.MBps)} without the in-flight hash; sha256 recorded: ${v.plain_on.sha256_recorded ? 'yes' : 'no'}`, 'no slower'],
+      ['   no sha256 given (MB/s)', `${f1(v.plain_on.MBps)} vs ${f1(v.plain_off.MBps)} with ${v.off_is}; sha256 recorded: ${v.plain_on.sha256_recorded ? 'yes' : 'no'}`, 'no slower'],
     ] : []),
-    ...(k ? [[`10. kill -9, 8 connections at ${f1(k.cap_MBps_per_connection)} MB/s: fetched again`, `median ${f1(k.lost_MB_median)} MB = ${f1(k.lost_s_median)} s of transfer (max ${f1(k.lost_s_max)} s, ${k.kills} kills)`, 'target ≤ 0.5 s']] : []),
+    ...(k ? [[`10. kill -9, 8 connections at ${f1(k.cap_MBps_per_connection)} MB/s: fetched again`, `median ${f1(k.lost_MB_median)} MB = ${f1(k.lost_s_median)} s of transfer (max ${f1(k.lost_s_max)} s, ${k.kills} kills)${k.baseline ? `; baseline build ${f1(k.baseline.lost_s_median)} s (max ${f1(k.baseline.lost_s_max)} s)` : ''}`, 'target ≤ 0.5 s']] : []),
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   console.log(`\nModel Downloader bench — ${results.machine.cpus} × ${results.machine.cpu}, node ${results.machine.node}${quick ? ' (quick)' : ''}`);
