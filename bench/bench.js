@@ -343,6 +343,7 @@ async function verifyWhileDownloading(source, results) {
       }
     }
   }
+  const rss = { on: peakRss(svc.on.pid) / MiB, off: peakRss(svc.off.pid) / MiB };
   await svc.on.stop();
   await svc.off.stop();
   const sum = (xs) => ({
@@ -353,7 +354,7 @@ async function verifyWhileDownloading(source, results) {
     cpu_s: median(xs.map((x) => x.cpu)),
     sha256_recorded: xs.every((x) => x.recorded),
   });
-  results.verify = { size_bytes: size, rounds: vRounds, off_is: baseline ? `the build in ${process.env.BENCH_BASELINE}` : 'INFLIGHT_HASH=0', on: sum(runs.on), off: sum(runs.off), plain_on: sum(runs.plain_on), plain_off: sum(runs.plain_off) };
+  results.verify = { size_bytes: size, rounds: vRounds, peak_rss_MB: rss, off_is: baseline ? `the build in ${process.env.BENCH_BASELINE}` : 'INFLIGHT_HASH=0', on: sum(runs.on), off: sum(runs.off), plain_on: sum(runs.plain_on), plain_off: sum(runs.plain_off) };
 }
 
 /**
@@ -440,7 +441,7 @@ async function main() {
     ...(r ? [['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50']] : []),
     ...(v ? [
       [`9. ${v.size_bytes / GiB} GiB, 4 connections, known sha256: last byte → completed (s)`, `${f1(v.on.tail_s)} (max ${f1(v.on.tail_max_s)}) vs ${f1(v.off.tail_s)} with ${v.off_is}`, 'target ≤ 0.3'],
-      ['   the whole download, durable and verified (MB/s)', `${f1(v.on.MBps)} vs ${f1(v.off.MBps)} (transfer only ${f1(v.on.transfer_MBps)} vs ${f1(v.off.transfer_MBps)}); CPU ${f1(v.on.cpu_s)} vs ${f1(v.off.cpu_s)} s`, 'no slower'],
+      ['   the whole download, durable and verified (MB/s)', `${f1(v.on.MBps)} vs ${f1(v.off.MBps)} (transfer only ${f1(v.on.transfer_MBps)} vs ${f1(v.off.transfer_MBps)}); CPU ${f1(v.on.cpu_s)} vs ${f1(v.off.cpu_s)} s; peak RSS ${f1(v.peak_rss_MB.on)} vs ${f1(v.peak_rss_MB.off)} MB`, 'no slower'],
       ['   no sha256 given (MB/s)', `${f1(v.plain_on.MBps)} vs ${f1(v.plain_off.MBps)} with ${v.off_is}; sha256 recorded: ${v.plain_on.sha256_recorded ? 'yes' : 'no'}`, 'no slower'],
     ] : []),
     ...(k ? [[`10. kill -9, 8 connections at ${f1(k.cap_MBps_per_connection)} MB/s: fetched again`, `median ${f1(k.lost_MB_median)} MB = ${f1(k.lost_s_median)} s of transfer (max ${f1(k.lost_s_max)} s, ${k.kills} kills)${k.baseline ? `; baseline build ${f1(k.baseline.lost_s_median)} s (max ${f1(k.baseline.lost_s_max)} s)` : ''}`, 'target ≤ 0.5 s']] : []),
