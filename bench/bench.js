@@ -3,7 +3,11 @@
 // Prints a table and writes bench/results.json. It never asserts: numbers are for reading.
 //   --quick      smaller files and fewer rounds (a smoke run)
 //   --rounds N   rounds of the single-connection comparison (default 3)
-//   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh, bigstatus
+//   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh, bigstatus,
+//                verify (the sha256 while downloading, against the old pass after it), kill (bytes
+//                fetched again after a kill -9)
+// BENCH_BASELINE=<dir> runs the other side of `verify` (and a second round of `kill`) on the build
+// in <dir>/dist (e.g. an earlier commit, built): before and after, side by side in one run.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -11,7 +15,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
-const { serve } = require('./source-server');
+const { serve, sha256Of, served } = require('./source-server');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -20,6 +24,7 @@ const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const MAIN = path.join(__dirname, '..', 'dist', 'server', 'main.js');
+const baseline = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE, 'dist', 'server', 'main.js') : undefined;
 const work = fs.mkdtempSync(path.join(process.env.BENCH_DIR || os.tmpdir(), 'md-bench-'));
 const has = (cmd) => {
   try {
@@ -45,11 +50,10 @@ async function startSource() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
 }
 
-/** The service as `npm start` runs it, in its own folders. */
-async function startService(env = {}) {
-  const dir = fs.mkdtempSync(path.join(work, 'svc-'));
+/** The service as `npm start` runs it, in its own folders (or in `dir`, kept by `kill9`, to start again there). */
+async function startService(env = {}, dir = fs.mkdtempSync(path.join(work, 'svc-')), main = MAIN) {
   // BENCH_NODE_ARGS: extra node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const proc = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), MAIN], {
+  const proc = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), main], {
     env: { PATH: process.env.PATH, PORT: '0', MODELS_DIR: path.join(dir, 'models'), STATUS_FILE: path.join(dir, 'status.json'), CATALOG_FILE: path.join(dir, 'catalog.json'), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -68,6 +72,10 @@ async function startService(env = {}) {
   };
   return {
     url, dir, pid: proc.pid, api,
+    kill9: async () => {
+      proc.kill('SIGKILL');
+      await new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r() : proc.once('exit', r)));
+    },
     stop: async () => {
       proc.kill('SIGTERM');
       await new Promise((r) => proc.once('exit', r));
@@ -80,7 +88,7 @@ async function startService(env = {}) {
  * One download through the service; seconds to the end of the transfer and to the durable file.
  * Watched over the WebSocket, as the page does: polling the API would itself cost the service CPU.
  */
-async function mdDownload(svc, url, filename) {
+async function mdDownload(svc, url, filename, extra = {}) {
   const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/ws`);
   await new Promise((r) => ws.once('message', r)); // the snapshot
   const t0 = performance.now();
@@ -95,13 +103,14 @@ async function mdDownload(svc, url, filename) {
       if (d.status === 'error') reject(new Error(d.error.message));
     });
   });
-  const { download } = await svc.api('POST', '/api/downloads', { url, folder: 'checkpoints', filename, overwrite: true });
-  await done;
-  const total = (performance.now() - t0) / 1000;
+  const { download } = await svc.api('POST', '/api/downloads', { url, folder: 'checkpoints', filename, overwrite: true, ...extra });
+  const entry = await done;
+  const end = performance.now();
+  const total = (end - t0) / 1000;
   ws.terminate();
   await svc.api('DELETE', `/api/downloads/${download.id}`);
   fs.rmSync(path.join(svc.dir, 'models', 'checkpoints', filename), { force: true });
-  return { transfer, total };
+  return { transfer, total, t0, end, entry };
 }
 
 /** A command under /usr/bin/time: wall and CPU seconds. */
@@ -304,6 +313,93 @@ async function refresh(results) {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * The sha256 of a segmented download (CONNECTIONS=4, 4 GiB): hashed while the ranges arrive (the
+ * default) against INFLIGHT_HASH=0 (the old pass over the whole file after the last byte),
+ * alternating, each on its own service. "Tail" is from the last byte the source sent to
+ * `completed`: what the user waits for once the network is done. Also without a known sha256, where
+ * the in-flight hash only records the file's digest.
+ */
+async function verifyWhileDownloading(source, results) {
+  const size = quick ? GiB : 4 * GiB;
+  const sha256 = sha256Of(size);
+  const svc = {
+    on: await startService({ CONNECTIONS: '4' }),
+    off: baseline ? await startService({ CONNECTIONS: '4' }, undefined, baseline) : await startService({ CONNECTIONS: '4', INFLIGHT_HASH: '0' }),
+  };
+  const runs = { on: [], off: [], plain_on: [], plain_off: [] };
+  const vRounds = quick ? 1 : Number(process.env.VERIFY_ROUNDS || 2);
+  let n = 0;
+  for (let r = 0; r < vRounds; r++) {
+    const order = r % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+    for (const plain of [false, true]) {
+      for (const who of order) {
+        const name = `verify-${n++}.bin`;
+        const c0 = cpuOf(svc[who].pid);
+        const md = await mdDownload(svc[who], `${source.url}/gen/${size}/${name}`, name, plain ? {} : { sha256 });
+        const last = served(`/gen/${size}/${name}`).lastByteAt;
+        runs[plain ? `plain_${who}` : who].push({ ...md, tail: (md.end - last) / 1000, cpu: cpuOf(svc[who].pid) - c0, recorded: md.entry.sha256 === sha256 });
+        await sleep(500); // the previous file's writeback out of the way
+      }
+    }
+  }
+  const rss = { on: peakRss(svc.on.pid) / MiB, off: peakRss(svc.off.pid) / MiB };
+  await svc.on.stop();
+  await svc.off.stop();
+  const sum = (xs) => ({
+    MBps: size / MiB / median(xs.map((x) => x.total)),
+    transfer_MBps: size / MiB / median(xs.map((x) => x.transfer)),
+    tail_s: median(xs.map((x) => x.tail)),
+    tail_max_s: Math.max(...xs.map((x) => x.tail)),
+    cpu_s: median(xs.map((x) => x.cpu)),
+    sha256_recorded: xs.every((x) => x.recorded),
+  });
+  results.verify = { size_bytes: size, rounds: vRounds, peak_rss_MB: rss, off_is: baseline ? `the build in ${process.env.BENCH_BASELINE}` : 'INFLIGHT_HASH=0', on: sum(runs.on), off: sum(runs.off), plain_on: sum(runs.plain_on), plain_off: sum(runs.plain_off) };
+}
+
+/**
+ * What a kill -9 costs: the built server downloads over 8 connections from a source capped at
+ * 2 MB/s each (16 MB/s), is killed -9 at some point between 30 % and 70 % of the file, started
+ * again on the same folders, and finishes. Bytes the source sent in all minus the file's size were
+ * fetched twice: said as seconds of transfer at the rate measured before the kill.
+ */
+async function killCost(source, results) {
+  const cap = 2 * 1000 * 1000;
+  const size = quick ? 48 * MiB : 96 * MiB;
+  const kills = quick ? 2 : Number(process.env.KILL_ROUNDS || 6);
+  const rows = [];
+  const base = [];
+  for (let k = 0; k < (baseline ? 2 : 1) * kills; k++) {
+    const main = baseline && k % 2 === 1 ? baseline : MAIN;
+    const dir = fs.mkdtempSync(path.join(work, 'kill-'));
+    const p = `/gen/${size}/kill-${k}.bin`;
+    const env = { CONNECTIONS: '8' };
+    const first = await startService(env, dir, main);
+    const t0 = performance.now();
+    await first.api('POST', '/api/downloads', { url: `${source.url}${p}?cap=${cap}`, folder: 'checkpoints' });
+    const nth = baseline ? Math.floor(k / 2) : k;
+    const at = size * (0.3 + (0.4 * nth) / Math.max(1, kills - 1));
+    while (served(p).bytes < at) await sleep(5);
+    await sleep(Math.random() * 250); // anywhere in a sync's cycle
+    const sentBefore = served(p).bytes;
+    const rate = sentBefore / ((performance.now() - t0) / 1000);
+    await first.kill9();
+    const second = await startService(env, dir, main);
+    for (;;) {
+      const { downloads } = await second.api('GET', '/api/downloads');
+      const d = downloads.find((x) => x.filename === `kill-${k}.bin`);
+      if (d?.status === 'completed') break;
+      if (d?.status === 'error') throw new Error(`kill part: ${d.error.message}`);
+      await sleep(100);
+    }
+    const lost = served(p).bytes - size;
+    (main === MAIN ? rows : base).push({ killed_at: sentBefore / size, lost_bytes: lost, rate_MBps: rate / MiB, lost_s: lost / rate });
+    await second.stop();
+  }
+  const sum = (xs) => ({ lost_MB_median: median(xs.map((r) => r.lost_bytes)) / MiB, lost_s_median: median(xs.map((r) => r.lost_s)), lost_s_max: Math.max(...xs.map((r) => r.lost_s)), rows: xs });
+  results.kill = { connections: 8, cap_MBps_per_connection: cap / MiB, size_bytes: size, kills, ...sum(rows), ...(baseline ? { baseline: sum(base) } : {}) };
+}
+
 const f1 = (n) => (n === undefined ? '—' : n.toFixed(n < 10 ? 2 : 1));
 
 async function main() {
@@ -318,6 +414,8 @@ async function main() {
       ['persistence', 'persistence', () => persistence(source, results)],
       ['refresh', 'refresh', () => refresh(results)],
       ['bigstatus', '10,000 entries', () => bigStatus(source, results)],
+      ['verify', 'sha256 while downloading', () => verifyWhileDownloading(source, results)],
+      ['kill', 'bytes fetched again after a kill -9', () => killCost(source, results)],
     ];
     for (const [key, name, run] of parts) {
       if (only && !only.has(key)) continue;
@@ -328,7 +426,7 @@ async function main() {
     await source.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
-  const s = results.single, c = results.capped, m = results.memory, fo = results.fanout, p = results.persistence, r = results.refresh, b = results.bigstatus;
+  const s = results.single, c = results.capped, m = results.memory, fo = results.fanout, p = results.persistence, r = results.refresh, b = results.bigstatus, v = results.verify, k = results.kill;
   const rows = [
     ...(s ? [
       ['1. single connection, durable file (MB/s)', `${f1(s.md_MBps)} vs curl+sync ${f1(s.curl_MBps)}`, `ratio ${f1(s.ratio)} (target ≥ 0.9)`],
@@ -341,6 +439,12 @@ async function main() {
     ...(p ? [['6. status-file writes/s, 8 downloads', f1(p.status_writes_per_s), 'target ≤ 4']] : []),
     ...(b ? [[`8. 10,000 entries (${f1(b.file_MB)} MB file), 4 downloads at 6 MB/s`, `server ${f1(b.server_cpu_cores)} cores, status file ${f1(b.status_MB_written_per_s)} MB/s written (${f1(b.status_writes_per_s)} writes/s)`, '< 0.15 cores, < 20 MB/s']] : []),
     ...(r ? [['7. snapshot of 1000 entries after connect (ms)', `p50 ${f1(r.connect_to_snapshot_ms_p50)}, max ${f1(r.connect_to_snapshot_ms_max)}`, 'target < 50']] : []),
+    ...(v ? [
+      [`9. ${v.size_bytes / GiB} GiB, 4 connections, known sha256: last byte → completed (s)`, `${f1(v.on.tail_s)} (max ${f1(v.on.tail_max_s)}) vs ${f1(v.off.tail_s)} with ${v.off_is}`, 'target ≤ 0.3'],
+      ['   the whole download, durable and verified (MB/s)', `${f1(v.on.MBps)} vs ${f1(v.off.MBps)} (transfer only ${f1(v.on.transfer_MBps)} vs ${f1(v.off.transfer_MBps)}); CPU ${f1(v.on.cpu_s)} vs ${f1(v.off.cpu_s)} s; peak RSS ${f1(v.peak_rss_MB.on)} vs ${f1(v.peak_rss_MB.off)} MB`, 'no slower'],
+      ['   no sha256 given (MB/s)', `${f1(v.plain_on.MBps)} vs ${f1(v.plain_off.MBps)} with ${v.off_is}; sha256 recorded: ${v.plain_on.sha256_recorded ? 'yes' : 'no'}`, 'no slower'],
+    ] : []),
+    ...(k ? [[`10. kill -9, 8 connections at ${f1(k.cap_MBps_per_connection)} MB/s: fetched again`, `median ${f1(k.lost_MB_median)} MB = ${f1(k.lost_s_median)} s of transfer (max ${f1(k.lost_s_max)} s, ${k.kills} kills)${k.baseline ? `; baseline build ${f1(k.baseline.lost_s_median)} s (max ${f1(k.baseline.lost_s_max)} s)` : ''}`, 'target ≤ 0.5 s']] : []),
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   console.log(`\nModel Downloader bench — ${results.machine.cpus} × ${results.machine.cpu}, node ${results.machine.node}${quick ? ' (quick)' : ''}`);

@@ -1,7 +1,9 @@
 /**
  * One attempt over several connections: the file in ranges fetched in parallel into a `.part` of
- * full size, the segment map saved beside it, idle connections stealing half of the biggest range
- * left. Falls back (NOT_SEGMENTABLE) when the server serves no ranges or the size is unknown.
+ * full size (a big file in pieces, lowest first), the segment map saved beside it after each sync,
+ * idle connections stealing half of the biggest range left, the in-flight sha256 told how far the
+ * written prefix reaches. Falls back (NOT_SEGMENTABLE) when the server serves no ranges or the size
+ * is unknown.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import type { Pump } from '../net/raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import { retryDelay, type RetryPolicy } from './retry-delay';
 import { WriteBehind } from '../disk/write-behind';
+import type { PrefixHash } from '../disk/prefix-hash';
 import { attemptAbort } from './attempt-abort';
 import type { AttemptOptions, AttemptResult } from './transfer';
 import { openSource } from './source';
@@ -20,14 +23,41 @@ import { guardFile } from '../disk/guarded-file';
 
 export interface SegmentedOptions extends AttemptOptions {
   connections: number;
-  /** A segment is never split below this. @default 4 MiB */
+  /**
+   * A segment is never split below this; a file of 16 times this per connection (64 MiB by
+   * default) is taken in pieces, lowest first (see PIECES). @default 4 MiB
+   */
   minSegmentBytes?: number;
   retry: RetryPolicy;
-  /** How often the segment map is saved beside the `.part`. @default 1000 */
+  /**
+   * The `.part` is synced at least this often while bytes arrive (and every 64 MiB), and the
+   * segment map saved after each sync, at most this often: a kill -9 re-fetches about this much
+   * transfer time. @default 250
+   */
   saveIntervalMs?: number;
+  /** Hashes the written prefix of the `.part` as it grows (the sha256 while downloading), when a sha256 is expected. */
+  hash?: PrefixHash;
+  /** Use `hash` also when no sha256 is expected (the digest is then only recorded). */
+  hashWithoutExpected?: boolean;
   /** Called with every range request made (for tests and logs). */
   onRange?: (from: number, to: number) => void;
 }
+
+/**
+ * A file of at least this many minimum segments per connection (64 MiB by default) is taken in
+ * pieces, lowest first, rather than in one range per connection. The sha256 computed while
+ * downloading can only hash the written prefix from offset 0; with a range per connection most of
+ * the file is still beyond it when the last byte lands, with pieces only the last few pieces are.
+ * A free connection takes the next piece of what no connection holds: 1/(2·connections) of it, so
+ * pieces are big at first (few requests: each is one more request, redirects included) and shrink
+ * towards the end, down to a minimum segment, or to what a connection moves in four times the
+ * time a request takes to answer when that is more (a slow redirect is not paid for every few
+ * megabytes). The pieces in flight at the end hold little the hash has not reached.
+ */
+const PIECES = 16;
+
+/** How many connections a file gets: CONNECTIONS, or fewer for a file of fewer minimum segments. */
+const rangesFor = (total: number, connections: number, minSegment: number): number => Math.max(1, Math.min(connections, Math.floor(total / minSegment)));
 
 /** Tells the caller to fall back to one connection: the server does not serve ranges, or the size is unknown. */
 export const NOT_SEGMENTABLE = Symbol('not segmentable');
@@ -44,10 +74,11 @@ interface Live {
 
 /**
  * A download over several connections: the file is split into ranges fetched in parallel and
- * written at their offsets into a `.part` of full size. The segment map is saved beside it, so a
- * kill -9 resumes every range where it stopped. When a connection finishes its range it takes the
- * larger half of the biggest remaining one (work stealing), so the tail never crawls on one slow
- * connection. Each connection retries on its own.
+ * written at their offsets into a `.part` of full size (a big file into pieces, see PIECES). The
+ * segment map is saved beside it, so a kill -9 resumes every range where it stopped. When a
+ * connection finishes its range it takes the next piece, else the larger half of the biggest
+ * remaining range (work stealing), so the tail never crawls on one slow connection. Each
+ * connection retries on its own.
  */
 export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResult | typeof NOT_SEGMENTABLE> {
   const { url } = o.source;
@@ -72,7 +103,8 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     meta = fresh;
   }
   const total = meta.fileSize!;
-  const segments = meta.segments!;
+  const segments = meta.segments!.sort((a, b) => a.start - b.start);
+  const inPieces = total >= rangesFor(total, o.connections, minSegment) * PIECES * minSegment;
   const validator = isStrongEtag(meta.etag) ? meta.etag : meta.lastModified;
 
   const file = guardFile(
@@ -82,22 +114,53 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.guard,
   );
   const copy = (): Segment[] => segments.map((s) => ({ ...s }));
+  /** Bytes from offset 0 that are written: the ranges done from the first on, up to the first unfinished. */
+  const prefix = (): number => {
+    let at = 0;
+    for (const s of segments) {
+      at = s.start + s.done;
+      if (s.done < s.end - s.start) break;
+    }
+    return at;
+  };
+  const hash = o.wantHash || o.state.expected.sha256 !== undefined || o.hashWithoutExpected ? o.hash : undefined;
+  await hash?.follow(partPath(o.abs), file, prefix());
   // The map on disk claims only bytes the disk has: the counts as of the last sync of the .part.
   // Saved from live counts, a map could claim bytes still in the page cache, and after a power cut
   // a resume would skip a hole of zeros (a kill -9 loses none: the page cache outlives a process).
+  // Each sync is followed by a save of the map (at most every saveIntervalMs), and a slow link is
+  // synced every saveIntervalMs too: a kill -9 loses about that much transfer. On a fast link the
+  // syncs every 64 MiB come first, and the map's saves stay spaced.
+  const saveEvery = o.saveIntervalMs ?? 250;
   let durable = copy();
   let saved: Segment[] | undefined;
+  let lastSave = 0;
+  let saveTimer: NodeJS.Timeout | undefined;
+  let over = false;
+  const saveSoon = (): void => {
+    if (saveTimer || over) return;
+    saveTimer = setTimeout(() => {
+      saveTimer = undefined;
+      lastSave = Date.now();
+      void save();
+    }, Math.max(0, lastSave + saveEvery - Date.now()));
+  };
   const behind = new WriteBehind(file, {
-    maxAgeMs: 1000,
+    maxAgeMs: saveEvery,
     onSync: () => {
       const counts = copy();
       return () => {
         durable = counts;
+        saveSoon();
       };
     },
   });
   const live = new Set<Live>();
   const doneBytes = (): number => segments.reduce((sum, s) => sum + s.done, 0);
+  const began = Date.now();
+  const doneAtStart = doneBytes();
+  /** Seconds from a range request to its answer's headers (redirects included), smoothed. */
+  let latency = 0;
   let saving: Promise<void> = Promise.resolve();
   /** Saves the map as of the last sync; `final` (the transfer is over) syncs now and saves all. */
   const save = (final = false): Promise<void> =>
@@ -114,7 +177,6 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
         saved = durable;
       })
       .catch(() => undefined));
-  const saveTimer = setInterval(() => void save(), o.saveIntervalMs ?? 1000);
   // Our own signal: the caller's (pause, cancel, shutdown), a connection's stall or its final failure aborts it.
   const local = attemptAbort(o.signal, {
     stallMs: o.stallMs,
@@ -133,11 +195,24 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     }
   };
 
-  /** The next range for a free connection: an untouched one, else the larger half of the biggest left. */
+  /**
+   * The next range for a free connection: the lowest one no connection holds (its next piece, when
+   * it is bigger), else the larger half of the biggest left.
+   */
   const claim = (): Segment | undefined => {
     const owners = new Map([...live].map((l) => [l.seg, l]));
+    merge(owners);
     const idle = segments.find((s) => !owners.has(s) && s.done < s.end - s.start);
-    if (idle) return idle;
+    if (idle) {
+      const left = idle.end - idle.start - idle.done;
+      const size = Math.max(minPiece(), Math.ceil(left / (2 * o.connections)));
+      if (inPieces && left >= size + minSegment) {
+        const cut = idle.start + idle.done + size;
+        segments.splice(segments.indexOf(idle) + 1, 0, { start: cut, end: idle.end, done: 0 });
+        idle.end = cut;
+      }
+      return idle;
+    }
     // Bytes a connection has received but not yet written are spoken for: split after them.
     const free = (s: Segment): number => s.end - s.start - s.done - (owners.get(s)?.pump?.pending ?? 0);
     let biggest: Segment | undefined;
@@ -149,9 +224,27 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     const stolen: Segment = { start: mid, end: biggest.end, done: 0 };
     biggest.end = mid; // its connection stops there
     o.log?.(`${path.basename(o.abs)}: split range ${biggest.start}-${stolen.end - 1} at ${mid} for an idle connection`);
-    segments.push(stolen);
-    segments.sort((a, b) => a.start - b.start);
+    segments.splice(segments.indexOf(biggest) + 1, 0, stolen);
     return stolen;
+  };
+  /** The smallest piece: a minimum segment, or four request latencies' worth of one connection's bytes. */
+  const minPiece = (): number => {
+    const seconds = (Date.now() - began) / 1000;
+    const perConnection = seconds > 0 ? (doneBytes() - doneAtStart) / seconds / o.connections : 0;
+    return Math.max(minSegment, Math.ceil(4 * latency * perConnection));
+  };
+  /** Joins neighbouring finished ranges that no connection holds: the map stays a few ranges long. */
+  const merge = (owners: Map<Segment, Live>): void => {
+    for (let i = 0; i + 1 < segments.length; ) {
+      const a = segments[i]!;
+      const b = segments[i + 1]!;
+      const full = (s: Segment): boolean => s.done === s.end - s.start && !owners.has(s);
+      if (full(a) && full(b)) {
+        a.end = b.end;
+        a.done = a.end - a.start;
+        segments.splice(i + 1, 1);
+      } else i++;
+    }
   };
 
   const fetchSegment = async (l: Live): Promise<void> => {
@@ -161,7 +254,9 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.onRange?.(from, seg.end - 1);
     const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
     if (validator) headers['If-Range'] = validator;
+    const asked = Date.now();
     const res = await openSource(o.source, headers, local.signal, o.agent);
+    latency = latency === 0 ? (Date.now() - asked) / 1000 : 0.7 * latency + (0.3 * (Date.now() - asked)) / 1000;
     if (res.status === 200) {
       res.body.destroy();
       // If-Range failed: the file changed upstream. Never splice two versions: start over.
@@ -191,6 +286,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       onWritten: (written) => {
         behind.wrote(base + written - seg.done);
         seg.done = base + written;
+        hash?.advance(prefix());
       },
     });
     l.pump = pump;
@@ -241,12 +337,14 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     if (failed) throw failed.reason;
     report(true);
     if (doneBytes() !== total) throw new AppError('INCOMPLETE', `the segments hold ${doneBytes()} of ${total} bytes`, { retryable: true });
+    hash?.ended(total);
     return { size: total, total };
   } catch (err) {
     if (o.signal.aborted) throw o.signal.reason ?? err;
     throw await classifyFailure(err, o.abs, url);
   } finally {
-    clearInterval(saveTimer);
+    over = true;
+    clearTimeout(saveTimer);
     local.dispose({ abortUnread: true });
     await behind.settled();
     if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save(true);
@@ -282,9 +380,12 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
     if (!range || total === null || total < 2 * minSegment) return NOT_SEGMENTABLE;
     const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
     if (expected) o.state.expected = { ...o.state.expected, ...expected };
-    const n = Math.max(1, Math.min(o.connections, Math.floor(total / minSegment)));
-    const size = Math.ceil(total / n);
-    const segments: Segment[] = Array.from({ length: n }, (_, i) => ({ start: i * size, end: Math.min(total, (i + 1) * size), done: 0 })).filter((s) => s.end > s.start);
+    const n = rangesFor(total, o.connections, minSegment);
+    // A file of at least a piece per connection is one range, cut into pieces as connections take
+    // them; a smaller one is a range per connection (the in-flight hash has less than a piece per
+    // connection to do after the last byte either way).
+    const size = total >= n * PIECES * minSegment ? total : Math.ceil(total / n);
+    const segments: Segment[] = Array.from({ length: Math.ceil(total / size) }, (_, i) => ({ start: i * size, end: Math.min(total, (i + 1) * size), done: 0 })).filter((s) => s.end > s.start);
     const meta: PartMeta = {
       url: redactUrl(url),
       ...(res.headers.etag ? { etag: res.headers.etag } : {}),
