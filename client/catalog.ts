@@ -6,7 +6,8 @@
 import type { Entry } from '../server/protocol/wire.js';
 import { formatBytes, formatPercent } from './format.js';
 import { isFinished } from '../server/protocol/status.js';
-import { el, STATUS_LABELS } from './render.js';
+import { el } from './dom.js';
+import { STATUS_LABELS } from './download-row.js';
 
 export interface CatalogModel {
   setId: string;

@@ -7,20 +7,15 @@
  *
  * The plan (and the workflow when it is small) is kept in sessionStorage, so a reload of the tab
  * shows the same table; what it says of downloads always comes from the server's entries.
+ *
+ * This file owns the section's controller (its buttons, the requests, the current plan and its
+ * saving); workflow-intake.ts reads the files, workflow-table.ts draws the table.
  */
 import type { AddRequest, Entry, ErrorInfo, GroupRef } from '../server/protocol/wire.js';
 import { ApiError, type Api } from './api.js';
-import { formatBytes, formatDuration, formatPercent, formatSpeed, hostOf } from './format.js';
-import { entryOf, fetchRequest, fold, parsePlan, SOURCE_LABELS, toDownload, viewOf, type ModelView, type Plan, type PlannedModel } from './plan.js';
-import { el, STATUS_LABELS } from './render.js';
-
-/** The server's limits (server/api/workflow-routes.ts), checked here first to spare the upload. */
-const MAX_JSON_BYTES = 16 * 1024 * 1024;
-const MAX_PNG_BYTES = 64 * 1024 * 1024;
-/** A workflow up to this size is kept with the plan, so "Download" still works after a reload. */
-const KEEP_SOURCE_CHARS = 2 * 1024 * 1024;
-const STORE_KEY = 'model-downloader.workflow';
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+import { entryOf, fetchRequest, fold, parsePlan, viewOf, type ModelView, type Plan } from './plan.js';
+import { acceptDrops, fromStored, readStored, sourceOf, storable, STORE_KEY, type Source, type StoredSource } from './workflow-intake.js';
+import { createRow, renderHead, renderNote, updateRow, type PlanRow } from './workflow-table.js';
 
 export interface WorkflowElements {
   section: HTMLElement;
@@ -39,14 +34,6 @@ export interface WorkflowElements {
   rows: HTMLElement;
 }
 
-/** The workflow as it is sent: the file's bytes (PNG) or text (JSON). */
-interface Source {
-  type: 'application/json' | 'image/png';
-  body: Blob | string;
-  /** The file's name, sent as `?name=`. */
-  name?: string;
-}
-
 interface Current {
   plan: Plan;
   /** The workflow, to post again for "Download"; gone after a reload when it was too big to keep. */
@@ -56,31 +43,8 @@ interface Current {
   label: string;
 }
 
-interface PlanRow {
-  el: HTMLTableRowElement;
-  name: HTMLElement;
-  nodes: HTMLElement;
-  folder: HTMLElement;
-  size: HTMLElement;
-  badge: HTMLElement;
-  detail: HTMLElement;
-  retry: HTMLButtonElement;
-  bar: HTMLProgressElement;
-  get: HTMLFormElement;
-  url: HTMLInputElement;
-  getButton: HTMLButtonElement;
-  note: HTMLElement;
-  /** A refused Get or Retry, shown until the row's state changes. */
-  requestError: string | undefined;
-  busy: boolean;
-  shown: string | undefined;
-  last: Map<string, string>;
-}
-
 type AddAnswer = { status?: string; download?: Entry; group?: GroupRef; downloads?: Entry[]; skipped?: Array<{ folder: string; filename: string; error: ErrorInfo }> };
 type DownloadAnswer = { group: GroupRef; models: unknown; downloads: Entry[]; skipped?: unknown[] };
-
-const STATE_LABELS = { installed: 'Installed', missing: 'Missing', no_source: 'No source', failed: 'Failed' } as const;
 
 export class WorkflowView {
   private current: Current | undefined;
@@ -130,7 +94,7 @@ export class WorkflowView {
       const dest = button?.closest<HTMLElement>('tr[data-dest]')?.dataset.dest;
       if (dest) void this.retry(dest);
     });
-    this.acceptDrops();
+    acceptDrops(els.section, (file) => void this.openFile(file));
     this.restore();
   }
 
@@ -152,66 +116,23 @@ export class WorkflowView {
       views.push(view);
       const next = fold(model, view);
       if (next !== model) changed = true;
-      this.updateRow(this.rows.get(model.dest), next, view);
+      updateRow(this.rows.get(model.dest), next, view);
       return next;
     });
     if (changed) this.save();
-    this.renderHead(current, views);
+    renderHead(this.els, current.plan.models, views);
   }
 
   // ---- opening a workflow ------------------------------------------------------------------
 
-  private acceptDrops(): void {
-    const hasFiles = (event: DragEvent): boolean => [...(event.dataTransfer?.types ?? [])].includes('Files');
-    let depth = 0;
-    const mark = (on: boolean): void => {
-      if (on) this.els.section.dataset.drag = 'on';
-      else delete this.els.section.dataset.drag;
-    };
-    // Files may be dropped anywhere on the page: a browser would otherwise open them in the tab.
-    window.addEventListener('dragenter', (event) => {
-      if (!hasFiles(event)) return;
-      depth++;
-      mark(true);
-    });
-    window.addEventListener('dragleave', (event) => {
-      if (!hasFiles(event)) return;
-      depth = Math.max(0, depth - 1);
-      if (depth === 0) mark(false);
-    });
-    window.addEventListener('dragover', (event) => {
-      if (!hasFiles(event)) return;
-      event.preventDefault();
-      if (event.dataTransfer) event.dataTransfer.dropEffect = 'copy';
-    });
-    window.addEventListener('drop', (event) => {
-      if (!hasFiles(event)) return;
-      event.preventDefault();
-      depth = 0;
-      mark(false);
-      const file = event.dataTransfer?.files[0];
-      if (!file) return;
-      this.els.section.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
-      void this.openFile(file);
-    });
-  }
-
-  /** A dropped or chosen file: a PNG by its signature, else JSON by its name or first character. */
+  /** A dropped or chosen file, opened when it looks like a workflow. */
   async openFile(file: File): Promise<void> {
-    const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
-    const isPng = PNG_SIGNATURE.every((b, i) => head[i] === b);
-    const firstChar = new TextDecoder().decode(head).trimStart()[0];
-    const looksJson = /\.json$/i.test(file.name) || file.type === 'application/json' || firstChar === '{' || firstChar === '[';
-    if (!isPng && !looksJson) {
-      this.message(`${file.name} is neither a workflow .json nor a PNG saved by ComfyUI.`, 'error');
+    const source = await sourceOf(file);
+    if (typeof source === 'string') {
+      this.message(source, 'error');
       return;
     }
-    const limit = isPng ? MAX_PNG_BYTES : MAX_JSON_BYTES;
-    if (file.size > limit) {
-      this.message(`${file.name} is ${formatBytes(file.size)}; a workflow ${isPng ? 'PNG' : 'JSON file'} can be at most ${formatBytes(limit)}.`, 'error');
-      return;
-    }
-    await this.open({ type: isPng ? 'image/png' : 'application/json', body: file, name: file.name }, file.name);
+    await this.open(source, file.name);
   }
 
   private async open(source: Source, label: string): Promise<void> {
@@ -335,7 +256,7 @@ export class WorkflowView {
     else if (!row.get.hidden) row.url.setAttribute('aria-invalid', 'true');
     const current = this.current;
     const model = current?.plan.models.find((m) => m.dest === row.el.dataset.dest);
-    if (model) this.renderNote(row, model, undefined);
+    if (model) renderNote(row, model, undefined);
   }
 
   // ---- drawing ------------------------------------------------------------------------------
@@ -368,149 +289,10 @@ export class WorkflowView {
     }
     for (const model of current.plan.models) {
       let row = this.rows.get(model.dest);
-      if (!row) this.rows.set(model.dest, (row = this.createRow(model)));
+      if (!row) this.rows.set(model.dest, (row = createRow(model)));
       this.els.rows.append(row.el); // in the plan's order
     }
     this.render(this.downloads, this.synced);
-  }
-
-  private createRow(model: PlannedModel): PlanRow {
-    const tr = el('tr', 'wf-row');
-    tr.dataset.dest = model.dest;
-    const head = el('th', 'wf-model');
-    head.scope = 'row';
-    const name = el('span', 'wf-model-name', model.name);
-    name.title = model.dest;
-    const nodes = el('span', 'wf-nodes');
-    head.append(name, nodes);
-    const folder = el('td', 'wf-folder', model.folder);
-    const size = el('td', 'wf-size num');
-    const status = el('td', 'wf-status');
-    const line = el('div', 'wf-status-line');
-    const badge = el('span', 'badge');
-    const detail = el('span', 'wf-detail');
-    const retry = el('button', 'btn btn-small', 'Retry');
-    retry.type = 'button';
-    retry.dataset.action = 'retry';
-    retry.setAttribute('aria-label', `Retry ${model.name}`);
-    retry.hidden = true;
-    line.append(badge, detail, retry);
-    const bar = el('progress', 'bar');
-    bar.max = 1000;
-    bar.hidden = true;
-    bar.setAttribute('aria-label', `Progress of ${model.name}`);
-    const get = el('form', 'wf-get');
-    get.noValidate = true;
-    get.hidden = true;
-    const url = el('input');
-    url.type = 'url';
-    url.name = 'url';
-    url.inputMode = 'url';
-    url.autocomplete = 'off';
-    url.spellcheck = false;
-    url.placeholder = 'Paste a download URL for this file';
-    url.setAttribute('aria-label', `Download URL for ${model.name}`);
-    const getButton = el('button', 'btn btn-small', 'Get');
-    getButton.type = 'submit';
-    getButton.setAttribute('aria-label', `Get ${model.name} from this URL`);
-    get.append(url, getButton);
-    const note = el('p', 'note');
-    note.hidden = true;
-    status.append(line, bar, get, note);
-    tr.append(head, folder, size, status);
-    return { el: tr, name, nodes, folder, size, badge, detail, retry, bar, get, url, getButton, note, requestError: undefined, busy: false, shown: undefined, last: new Map() };
-  }
-
-  private updateRow(row: PlanRow | undefined, m: PlannedModel, view: ModelView): void {
-    if (!row) return;
-    const set = (key: string, node: HTMLElement, text: string): void => {
-      if (row.last.get(key) === text) return;
-      row.last.set(key, text);
-      node.textContent = text;
-    };
-    const e = view.entry;
-    const shown = `${view.state}:${e?.status ?? ''}`;
-    if (row.shown !== shown) {
-      if (row.shown !== undefined) row.requestError = undefined; // a new state: the old refusal no longer applies
-      row.shown = shown;
-      row.el.dataset.state = view.state;
-      if (e) row.el.dataset.status = e.status;
-      else delete row.el.dataset.status;
-      row.bar.hidden = view.state !== 'active';
-      row.get.hidden = view.state !== 'no_source' || m.error !== undefined;
-      row.retry.hidden = view.state !== 'failed';
-    }
-    set('badge', row.badge, view.state !== 'active' ? STATE_LABELS[view.state] : e ? STATUS_LABELS[e.status] : STATUS_LABELS.starting);
-    const nodes = m.nodes.map((n) => `${n.type} #${n.id}`);
-    set('nodes', row.nodes, nodes.length === 0 ? '' : nodes.length <= 2 ? nodes.join(', ') : `${nodes.slice(0, 2).join(', ')} +${nodes.length - 2}`);
-    const size = e?.file_size ?? m.size;
-    set('size', row.size, typeof size === 'number' ? formatBytes(size) : '—');
-    set('detail', row.detail, detailOf(m, view));
-    if (view.state === 'active') {
-      const fraction = e && e.file_size ? Math.min(1, e.downloaded / e.file_size) : null;
-      const value = e?.status === 'verifying' ? '1000' : fraction === null ? (e?.status === 'queued' || e?.status === 'paused' ? '0' : 'indeterminate') : String(Math.round(fraction * 1000));
-      if (row.last.get('bar') !== value) {
-        row.last.set('bar', value);
-        if (value === 'indeterminate') row.bar.removeAttribute('value');
-        else row.bar.value = Number(value);
-      }
-    }
-    this.renderNote(row, m, view);
-  }
-
-  /** The row's note: a refused request, the download's failure, why the service refuses the name, or gating. */
-  private renderNote(row: PlanRow, m: PlannedModel, view: ModelView | undefined): void {
-    const state = view?.state ?? row.el.dataset.state;
-    let text = '';
-    let tone = '';
-    if (row.requestError) {
-      text = row.requestError;
-      tone = 'error';
-    } else if (state === 'failed' && view?.entry?.error) {
-      text = view.entry.error.message;
-      tone = 'error';
-    } else if (m.error) {
-      text = state === 'installed' ? `It would not be downloaded here: ${m.error.message}` : m.error.message;
-      tone = state === 'installed' ? '' : 'error';
-    } else if (m.gated && (state === 'missing' || state === 'failed' || state === 'no_source')) {
-      text = m.gated;
-      tone = 'warn';
-    } else if (state === 'active' && view?.entry?.error) {
-      text = view.entry.error.message; // the server's warning while it retries
-      tone = 'warn';
-    }
-    const key = `${tone}:${text}`;
-    if (row.last.get('note') === key) return;
-    row.last.set('note', key);
-    row.note.textContent = text;
-    row.note.dataset.tone = tone;
-    row.note.hidden = text === '';
-  }
-
-  private renderHead(current: Current, views: ModelView[]): void {
-    const { els } = this;
-    const models = current.plan.models;
-    const count = (s: ModelView['state']): number => views.filter((v) => v.state === s).length;
-    const want = toDownload(models, views);
-    const parts: string[] = [`${models.length} model${models.length === 1 ? '' : 's'}`];
-    const installed = count('installed');
-    if (installed) parts.push(`${installed} installed`);
-    if (count('active')) parts.push(`${count('active')} downloading`);
-    const missing = count('missing');
-    if (missing) parts.push(`${missing} missing`);
-    if (count('failed')) parts.push(`${count('failed')} failed`);
-    if (count('no_source')) parts.push(`${count('no_source')} without a source`);
-    let text = models.length === 0 ? 'This workflow loads no model files.' : parts.join(' · ');
-    if (models.length > 0 && installed === models.length) text += ' — everything it needs is here.';
-    if (els.counts.textContent !== text) els.counts.textContent = text;
-    els.counts.dataset.tone = models.length > 0 && installed === models.length ? 'ok' : '';
-
-    const bytes = want.bytes > 0 ? ` (${formatBytes(want.bytes)}${want.unknown ? '+' : ''})` : '';
-    const label = `Download ${want.count} missing${bytes}`;
-    if (els.download.textContent !== label) els.download.textContent = label;
-    const title = want.unknown ? `The size of ${want.unknown === 1 ? 'one of them' : `${want.unknown} of them`} is not known yet` : '';
-    if (els.download.title !== title) els.download.title = title;
-    els.download.hidden = want.count === 0;
   }
 
   private showPaste(show: boolean): void {
@@ -556,90 +338,5 @@ export class WorkflowView {
     const kept = readStored(stored.source);
     const source = kept && fromStored(kept);
     this.setCurrent({ plan, label: typeof stored.label === 'string' ? stored.label : plan.name ?? 'Workflow', ...(kept && source ? { kept, source } : {}) });
-  }
-}
-
-/** A workflow as sessionStorage keeps it: JSON text, or a PNG as a data: URL. */
-interface StoredSource {
-  type: Source['type'];
-  body: string;
-  name?: string;
-}
-
-/** The stored form of a workflow small enough to keep; undefined for a bigger one. */
-async function storable(source: Source): Promise<StoredSource | undefined> {
-  const name = source.name ? { name: source.name } : {};
-  const { body } = source;
-  if (typeof body === 'string') return body.length <= KEEP_SOURCE_CHARS ? { type: source.type, body, ...name } : undefined;
-  // A data: URL is 4/3 the size of the bytes.
-  if (body.size > (source.type === 'image/png' ? (KEEP_SOURCE_CHARS * 3) / 4 : KEEP_SOURCE_CHARS)) return undefined;
-  try {
-    if (source.type === 'application/json') return { type: source.type, body: await body.text(), ...name };
-    const url = await new Promise<string>((resolve, reject) => {
-      const reader = new FileReader();
-      reader.onload = () => resolve(String(reader.result));
-      reader.onerror = () => reject(reader.error);
-      reader.readAsDataURL(body);
-    });
-    return { type: source.type, body: url, ...name };
-  } catch {
-    return undefined;
-  }
-}
-
-function readStored(value: unknown): StoredSource | undefined {
-  if (!value || typeof value !== 'object') return undefined;
-  const { type, body, name } = value as Record<string, unknown>;
-  if ((type !== 'application/json' && type !== 'image/png') || typeof body !== 'string') return undefined;
-  return { type, body, ...(typeof name === 'string' ? { name } : {}) };
-}
-
-function fromStored(kept: StoredSource): Source | undefined {
-  const name = kept.name ? { name: kept.name } : {};
-  if (kept.type === 'application/json') return { type: kept.type, body: kept.body, ...name };
-  const blob = dataUrlBlob(kept.body);
-  return blob ? { type: kept.type, body: blob, ...name } : undefined;
-}
-
-/** What the status cell says beside the badge. */
-function detailOf(m: PlannedModel, view: ModelView): string {
-  const e = view.entry;
-  switch (view.state) {
-    case 'installed':
-      if (e) return `in ${e.dest}`;
-      return m.found_at ? `found at ${m.found_at}` : `in ${m.dest}`;
-    case 'active': {
-      if (!e) return 'starting…';
-      const parts: string[] = [];
-      if (e.file_size) parts.push(formatPercent(e.progress));
-      if (e.status === 'downloading') {
-        if (e.speed > 0) parts.push(formatSpeed(e.speed));
-        if (e.eta !== null) parts.push(`${formatDuration(e.eta)} left`);
-      } else if (e.status === 'queued') parts.push('waiting for a free slot');
-      else if (e.status === 'verifying') parts.push('checking sha256…');
-      else if (e.status === 'starting') parts.push('connecting…');
-      return parts.join(' · ');
-    }
-    case 'missing': {
-      const from = m.source && m.url ? `from the ${SOURCE_LABELS[m.source]} · ${hostOf(m.url)}` : '';
-      return view.cancelled ? `cancelled${from ? ` · ${from}` : ''}` : from;
-    }
-    case 'no_source':
-      return view.cancelled ? 'cancelled' : m.error ? '' : 'not in the workflow, the catalog or the model list';
-    case 'failed':
-      return e ? `${formatBytes(e.downloaded)}${e.file_size ? ` of ${formatBytes(e.file_size)}` : ''}` : '';
-  }
-}
-
-function dataUrlBlob(url: string): Blob | undefined {
-  const match = /^data:([^;,]+)?;base64,(.*)$/s.exec(url);
-  if (!match) return undefined;
-  try {
-    const binary = atob(match[2]!);
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    return new Blob([bytes], { type: match[1] ?? 'image/png' });
-  } catch {
-    return undefined;
   }
 }
