@@ -17,8 +17,6 @@ import { formatBytes, formatDuration, formatSpeed } from './format.js';
 import { createGroup, isExpanded, updateGroup, updateToggle, type GroupBlock } from './group-block.js';
 
 export type { RowAction } from './download-row.js';
-/** Still exported from here too: __tests__/server/units.test.ts checks it covers every status. */
-export { STATUS_LABELS } from './download-row.js';
 
 export interface DashboardElements {
   activeList: HTMLElement;

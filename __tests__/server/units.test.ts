@@ -153,8 +153,8 @@ describe('the download state machine', () => {
     expect(fitting('remove')).toEqual([...FINISHED_STATUSES]);
   });
   test('the page takes it at runtime, as ../server/protocol/status.js (jest maps the .js to the .ts)', async () => {
-    const render = await import('../../client/render');
-    expect(Object.keys(render.STATUS_LABELS).sort()).toEqual([...STATUSES].sort());
+    const row = await import('../../client/download-row');
+    expect(Object.keys(row.STATUS_LABELS).sort()).toEqual([...STATUSES].sort());
   });
   test('what the downloader does is allowed, and nothing else gets out of a finished status', () => {
     // A restart or shutdown puts every active download back in the queue.
