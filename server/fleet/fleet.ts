@@ -5,10 +5,10 @@
  *
  * - one owner per destination (claims.ts, locks.ts): a server transfers into `<dest>.part` only
  *   while it holds the destination's lock; a dead server's locks go stale and its unfinished
- *   downloads are taken over by another server, which resumes them from the `.part`;
+ *   downloads are taken over by another server (takeover.ts), which resumes them from the `.part`;
  * - one view of the fleet (instance.ts, view.ts): each server publishes its entries and a
  *   heartbeat, and shows every live server's downloads, each with its `instance`;
- * - commands across the fleet (commands.ts): a new download of a destination another server has
+ * - commands across the fleet (commands.ts, routing.ts): a new download of a destination another server has
  *   is refused (`409 ACTIVE_ELSEWHERE`), pause/resume/cancel/retry/remove of another server's
  *   download are handed to it.
  *
@@ -23,18 +23,20 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Config, FleetConfig } from '../config';
 import type { AddOptions, Downloader } from '../downloader/downloader';
 import { resolveDest, filenameFromUrl } from '../disk/paths';
-import { AppError, conflict, notFound } from '../errors';
+import { AppError, conflict } from '../errors';
 import type { Logger } from '../logger';
 import { parseSourceUrl } from '../net/url-policy';
-import { commandFits, isFinished } from '../protocol/status';
+import { isFinished } from '../protocol/status';
 import type { AddRequest, AddResult, Entry } from '../protocol/wire';
 import type { StatusStore } from '../store/status-store';
 import { Claims } from './claims';
 import { VolumeClock } from './clock';
-import { sendCommand, takeCommands, type CommandFile, type FleetCommand } from './commands';
+import type { FleetCommand } from './commands';
 import { fleetPaths, writeAtomic, type FleetPaths } from './files';
 import { Publisher } from './instance';
 import { LockSpace, lockTimings, type HeldLock } from './locks';
+import { routeCommand, runInbox, type RoutingContext } from './routing';
+import { takeOver } from './takeover';
 import { FleetView, type InstanceSummary } from './view';
 
 export type { FleetCommand } from './commands';
@@ -171,10 +173,10 @@ export class Fleet {
     this.loop(250, () => this.publisher.tick());
     this.loop(t.pollMs ?? 500, async () => {
       await this.view.poll();
-      await this.takeOver();
+      await takeOver({ downloader: this.downloader, closing: () => this.closing !== undefined, view: this.view, store: this.store, claims: this.claims, clock: this.clock, log: this.o.log });
       await this.claims.reconcile();
     });
-    this.loop(t.commandPollMs ?? 250, () => this.inbox());
+    this.loop(t.commandPollMs ?? 250, () => runInbox(this.routing()));
   }
 
   /** Every download of every live server (and the last word of silent ones), each with its `instance`. */
@@ -226,40 +228,9 @@ export class Fleet {
     }
   }
 
-  /**
-   * A command by download id: this server's download, done here; another live server's, handed
-   * to it (`forwarded_to`: answered before it is done; the change shows in its entries within
-   * about a second). A silent server's download: `409 INSTANCE_STALE`.
-   */
-  async command(action: FleetCommand, id: string): Promise<{ download: Entry; forwarded_to?: string }> {
-    const d = this.downloader!;
-    if (typeof id === 'string' && this.store.getById(id)) {
-      const e = action === 'remove' ? d.remove(id) : d[action](id);
-      return { download: this.view.own(e) };
-    }
-    const remote = typeof id === 'string' ? this.view.remoteById(id) : undefined;
-    if (!remote) throw notFound('NOT_FOUND', `No download with id \`${String(id)}\``);
-    if (remote.instance_stale) {
-      throw Object.assign(
-        conflict(
-          'INSTANCE_STALE',
-          `${remote.dest} is listed by instance ${remote.instance}, which has not been heard from for over ${this.o.fleet.staleSeconds} s; its unfinished downloads are taken over by another server (command them there)`,
-        ),
-        { download: remote },
-      );
-    }
-    if (!commandFits(action, remote.status)) {
-      const refusal =
-        action === 'remove' ? conflict('ACTIVE', `${remote.dest} is ${remote.status}; cancel it first`) : conflict('INVALID_STATE', `Cannot ${action} ${remote.dest}: it is ${remote.status}`);
-      throw Object.assign(refusal, { download: remote });
-    }
-    try {
-      await sendCommand(this.paths, remote.instance!, { id, command: action, dest: remote.dest, from: this.instance, hops: 0 });
-    } catch (err) {
-      throw new AppError('FLEET_UNAVAILABLE', `Cannot hand the ${action} of ${remote.dest} to instance ${remote.instance} through FLEET_DIR (${(err as Error).message})`, { status: 503, cause: err });
-    }
-    this.o.log.info(`${remote.dest}: ${action} handed to instance ${remote.instance}`);
-    return { download: remote, forwarded_to: remote.instance! };
+  /** A command by download id: done here, handed to the server that has it, or refused (routing.ts). */
+  command(action: FleetCommand, id: string): Promise<{ download: Entry; forwarded_to?: string }> {
+    return routeCommand(this.routing(), action, id);
   }
 
   /** Leaves the fleet: loops stopped, a last instance file that says so, every lock let go. Idempotent. */
@@ -276,6 +247,12 @@ export class Fleet {
       await Promise.all(this.lifetime.map((h) => h.release()));
       await this.locks.releaseAll();
     })());
+  }
+
+  /** What routing.ts works with. */
+  private routing(): RoutingContext {
+    const { store, view, clock, paths, instance, downloader } = this;
+    return { instance, staleSeconds: this.o.fleet.staleSeconds, downloader, paths, view, store, clock, log: this.o.log };
   }
 
   /** Runs `fn` every `everyMs` after the previous run ended, until close. */
@@ -296,66 +273,6 @@ export class Fleet {
       this.timers.add(timer);
     };
     schedule();
-  }
-
-  /** The unfinished downloads of servers gone silent: taken over, one lock at a time (only one server gets each). */
-  private async takeOver(): Promise<void> {
-    const d = this.downloader;
-    if (!d || this.closing) return;
-    for (const r of this.view.silentRemotes()) {
-      for (const e of r.entries.values()) {
-        if (isFinished(e.status) || this.closing) continue;
-        const mine = this.store.get(e.dest);
-        if ((mine && !isFinished(mine.status)) || this.view.holderOf(e.dest)) continue;
-        if (!(await this.claims.take(e.dest).catch(() => false))) continue;
-        const again = this.store.get(e.dest);
-        if ((again && !isFinished(again.status)) || this.view.holderOf(e.dest) || r.entries.get(e.dest) !== e) {
-          this.claims.settle(e.dest);
-          continue;
-        }
-        let adopted: Entry;
-        try {
-          adopted = d.adopt(e);
-        } catch {
-          this.claims.settle(e.dest); // shutting down
-          continue;
-        }
-        const silent = Math.round((this.clock.now() - r.file.mtimeMs) / 1000);
-        this.o.log.warn(
-          `${e.dest}: taken over from instance ${r.name} (${r.stopped ? 'stopped' : 'silent'} for ${silent} s); ${adopted.status === 'paused' ? 'kept paused' : `resuming from ${adopted.downloaded} bytes`}`,
-        );
-      }
-    }
-  }
-
-  private async inbox(): Promise<void> {
-    const maxAgeMs = Math.max(60_000, 2 * this.o.fleet.staleSeconds * 1000);
-    const { commands, dropped } = await takeCommands(this.paths, this.instance, this.clock, maxAgeMs);
-    for (const why of dropped) this.o.log.warn(`fleet: dropped a command (${why})`);
-    for (const c of commands) await this.execute(c);
-  }
-
-  private async execute(c: CommandFile): Promise<void> {
-    const d = this.downloader;
-    if (!d) return;
-    const what = `${c.command} from instance ${c.from}`;
-    try {
-      if (this.store.getById(c.id)) {
-        const e = c.command === 'remove' ? d.remove(c.id) : d[c.command](c.id);
-        this.o.log.info(`${e.dest}: ${what}: done${c.command === 'remove' ? '' : ` (now ${e.status})`}`);
-        return;
-      }
-      // Taken over meanwhile: follow the download to its new owner (a few hops at most).
-      const remote = this.view.remoteById(c.id);
-      if (remote && !remote.instance_stale && c.hops < 3) {
-        await sendCommand(this.paths, remote.instance!, { ...c, from: this.instance, hops: c.hops + 1 });
-        this.o.log.info(`${c.dest}: ${what}: handed on to instance ${remote.instance}, which has it now`);
-        return;
-      }
-      this.o.log.warn(`${c.dest}: ${what}: no such download here any more`);
-    } catch (err) {
-      this.o.log.warn(`${c.dest}: ${what} failed: ${(err as Error).message}`);
-    }
   }
 
   /** The `dest` a request would get, as Downloader.add computes it; undefined when it would refuse it. */

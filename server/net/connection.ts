@@ -5,15 +5,16 @@
  * event per chunk, then their garbage); on a 2-core machine that halved our speed next to curl.
  * Here the socket reads (`onread`) straight into reused 1 MiB blocks (buffer-pool.ts): the kernel
  * fills a block, a full one goes to its consumer (the pump writes it to disk) while the next fills,
- * and nothing is allocated per chunk. It also runs the time limits of what happens on it (connect,
- * TLS, the head, an idle body); dial.ts reaches the other end, directly or through a proxy.
+ * and nothing is allocated per chunk. Its time limits (connect, TLS, the head, an idle body) are
+ * time-limits.ts's; dial.ts reaches the other end, directly or through a proxy.
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { AppError } from '../errors';
 import type { ProxyServer } from '../config';
 import { BLOCK, type BufferPool } from './buffer-pool';
-import { openSocket, openTunnel, seconds, timeoutError, tlsSessionKey, type ConnectionOptions, type Timeouts } from './dial';
+import { handshake, openSocket, openTunnel, proxyUnreachable, seconds, timeoutError, type ConnectionOptions } from './dial';
+import { TimeLimits } from './time-limits';
 
 export { DEFAULT_TIMEOUTS, type ConnectionOptions, type Timeouts, type TlsOptions } from './dial';
 
@@ -71,14 +72,8 @@ export class Connection {
   private queued: string | undefined;
   /** Waiting for a proxy's answer to CONNECT: `socket` is the TCP one, read by the tunnel's own listener. */
   private tunnelling = false;
-  /** The one time limit running, if any. */
-  private timer: NodeJS.Timeout | undefined;
-  /** A response head is awaited: its limit starts once the connection is ready. */
-  private awaitingHead = false;
-  /** A body is read: no byte for `bodyIdleMs` while not paused fails it. */
-  private watchingBody = false;
-  private bytesIn = 0;
-  private readonly timeouts: Timeouts;
+  /** Its time limits: one runs at a time. */
+  private readonly limits: TimeLimits;
   private readonly proxy: ProxyServer | undefined;
   /** The TCP connection to the proxy is up (failures from then on are the tunnel's or the host's). */
   private proxyReached = false;
@@ -88,22 +83,22 @@ export class Connection {
   constructor(o: ConnectionOptions) {
     this.key = o.key;
     this.pool = o.pool;
-    this.timeouts = o.timeouts;
     this.proxy = o.proxy;
     this.host = o.url.host;
+    this.limits = new TimeLimits(o.timeouts, this.host, (err) => this.socket.destroy(err));
     this.block = o.pool.take();
     this.ignore = { bytes: (_block, start) => start, retire: o.pool.give, end() {}, fail() {} };
     this.consumer = this.ignore;
     const onread: net.OnReadOpts = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onRead(n, buf) };
     const reach = o.proxy ? `the proxy at ${o.proxy.display}` : this.host;
-    this.arm(o.timeouts.connectMs, () => timeoutError('CONNECT_TIMEOUT', `could not connect to ${reach} in ${seconds(o.timeouts.connectMs)}`));
+    this.limits.arm(o.timeouts.connectMs, () => timeoutError('CONNECT_TIMEOUT', `could not connect to ${reach} in ${seconds(o.timeouts.connectMs)}`));
     const https = o.url.protocol === 'https:';
     if (o.proxy && https) {
       this.socket = this.tunnel(o, o.proxy);
     } else {
       this.socket = openSocket(o, onread);
       this.wire(this.socket);
-      if (https) this.handshake(this.socket as tls.TLSSocket, o);
+      if (https) handshake(this.socket as tls.TLSSocket, o, this.limits, () => this.up());
       else
         this.socket.once('connect', () => {
           this.proxyReached = true;
@@ -183,44 +178,40 @@ export class Connection {
 
   /** A response head is awaited from now: HEAD_TIMEOUT when it is not all here within the limit (counted from the connection being up). */
   expectHead(): void {
-    this.awaitingHead = true;
-    if (this.ready) this.armHead();
+    this.limits.expectHead(this.ready);
   }
 
   /** The head arrived (or the request ended): its limit stops. */
   headDone(): void {
-    if (!this.awaitingHead) return;
-    this.awaitingHead = false;
-    this.disarm();
+    this.limits.headDone();
   }
 
   /** A body is read from now until the connection is parked or closed: BODY_TIMEOUT after `bodyIdleMs` without a byte while it is not paused. */
   watchBody(): void {
-    this.watchingBody = true;
-    if (!this.paused) this.armBody();
+    this.limits.watchBody(this.paused);
   }
 
   pause(): void {
     this.paused = true;
     if (!this.tunnelling) this.socket.pause(); // the proxy's answer to CONNECT is read whatever the consumer wants
-    if (this.watchingBody) this.disarm(); // held back by its reader (the disk): not the server's silence
+    this.limits.paused(); // held back by its reader (the disk): not the server's silence
   }
 
   resume(): void {
     this.paused = false;
     if (!this.tunnelling) this.socket.resume();
-    if (this.watchingBody) this.armBody();
+    this.limits.resumed();
   }
 
   /** Stops every read at once (the socket is destroyed; its 'close' ends the connection). The block stays until `dispose`. */
   cut(): void {
-    this.quiet();
+    this.limits.quiet();
     this.socket.destroy();
   }
 
   /** Parks it: `onActivity` hears of anything that comes from an idle connection (bytes, EOF, an error). */
   toIdle(onActivity: () => void): void {
-    this.quiet();
+    this.limits.quiet();
     this.to('idle');
     this.served = true;
     this.socket.unref();
@@ -249,48 +240,11 @@ export class Connection {
   /** Closes the socket and gives its block back: only once no consumer still writes from it. */
   dispose(): void {
     if (this.current === 'closed') return;
-    this.quiet();
+    this.limits.quiet();
     this.to('closed');
     this.consumer = this.ignore;
     this.socket.destroy();
     this.pool.give(this.block);
-  }
-
-  /** No time limit runs any more. */
-  private quiet(): void {
-    this.awaitingHead = false;
-    this.watchingBody = false;
-    this.disarm();
-  }
-
-  private arm(ms: number, make: () => AppError): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.socket.destroy(make());
-    }, ms);
-  }
-
-  private disarm(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private armHead(): void {
-    const from = this.bytesIn;
-    const ms = this.timeouts.headMs;
-    this.arm(ms, () =>
-      timeoutError(
-        'HEAD_TIMEOUT',
-        this.bytesIn === from ? `${this.host} accepted the connection but sent no answer for ${seconds(ms)}` : `${this.host} sent part of its answer's head, then nothing more for ${seconds(ms)}`,
-      ),
-    );
-  }
-
-  private armBody(): void {
-    if (this.timer) return void this.timer.refresh();
-    const ms = this.timeouts.bodyIdleMs;
-    this.arm(ms, () => timeoutError('BODY_TIMEOUT', `${this.host} sent no data for ${seconds(ms)} in the middle of the body`));
   }
 
   /** The socket that HTTP goes over: its end, close and failure are the connection's. */
@@ -298,7 +252,7 @@ export class Connection {
     socket.setNoDelay(true);
     socket.on('error', (err) => this.failed(err));
     const ended = (): void => {
-      this.quiet();
+      this.limits.quiet();
       this.to('ended');
       this.eof = true;
       this.consumer.end();
@@ -308,37 +262,22 @@ export class Connection {
   }
 
   private failed(err: Error): void {
-    if (this.proxy && !this.proxyReached && !(err instanceof AppError)) {
-      // Not the host's failure: the proxy's, named as such (and never with its credentials).
-      const errno = (err as NodeJS.ErrnoException).code;
-      err = new AppError('PROXY_UNREACHABLE', `could not reach the proxy at ${this.proxy.display} (${errno ?? err.message})`, { cause: err, retryable: true });
-    }
-    this.quiet();
+    if (this.proxy && !this.proxyReached && !(err instanceof AppError)) err = proxyUnreachable(this.proxy, err); // not the host's failure
+    this.limits.quiet();
     this.to('ended');
     this.error ??= err;
     this.consumer.fail(err);
   }
 
-  /** TLS on `socket` (TCP connecting to the host, or a tunnel that is up): its time limit, and its session kept for the next connection. */
-  private handshake(socket: tls.TLSSocket, o: ConnectionOptions): void {
-    const tlsUp = (): void => this.arm(o.timeouts.tlsMs, () => timeoutError('TLS_TIMEOUT', `${this.host} accepted the connection but did not finish the TLS handshake in ${seconds(o.timeouts.tlsMs)}`));
-    if (o.proxy) tlsUp(); // the TCP connection (the tunnel) is up already
-    else socket.once('connect', tlsUp);
-    const sessionKey = tlsSessionKey(o);
-    socket.on('session', (session: Buffer) => o.sessions?.set(sessionKey, session));
-    socket.once('error', () => o.sessions?.delete(sessionKey));
-    socket.once('secureConnect', () => this.up());
-  }
-
   /** The connection is up: the queued request goes out, and the head's limit starts if one is awaited. */
   private up(): void {
     this.ready = true;
-    this.disarm();
+    this.limits.disarm();
     if (this.queued !== undefined) {
       this.socket.write(this.queued, 'latin1');
       this.queued = undefined;
     }
-    if (this.awaitingHead) this.armHead();
+    this.limits.headDue();
   }
 
   /** An https connection through a proxy (dial.ts): the TCP socket, until TLS over the tunnel takes over. */
@@ -346,8 +285,8 @@ export class Connection {
     this.tunnelling = true;
     return openTunnel(o, proxy, {
       reached: () => (this.proxyReached = true),
-      arm: (ms, make) => this.arm(ms, make),
-      disarm: () => this.disarm(),
+      arm: (ms, make) => this.limits.arm(ms, make),
+      disarm: () => this.limits.disarm(),
       failed: (err) => this.failed(err),
       secured: (secure) => {
         this.socket = secure;
@@ -356,7 +295,7 @@ export class Connection {
         // tls.connect ignores `onread` over a given socket: its bytes come as 'data' and are copied into the block.
         secure.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
         if (this.paused) secure.pause();
-        this.handshake(secure, o);
+        handshake(secure, o, this.limits, () => this.up());
       },
     });
   }
@@ -386,8 +325,7 @@ export class Connection {
     }
     const from = this.fill;
     this.fill += n;
-    this.bytesIn += n;
-    if (this.watchingBody) this.timer?.refresh();
+    this.limits.received(n);
     try {
       this.deliver(this.consumer, from);
     } catch (err) {

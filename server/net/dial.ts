@@ -1,7 +1,8 @@
 /*
  * Owns reaching the other end: a TCP or TLS socket to the host, or to the proxy for an http URL,
  * or a CONNECT tunnel through the proxy with TLS inside it for an https one; the options TLS gets
- * (ours over the caller's, the session to resume), and the time limits' defaults and errors.
+ * (ours over the caller's, the session to resume), the TLS handshake (its limit, its session kept),
+ * naming a proxy that cannot be reached, and the time limits' defaults and errors.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -52,6 +53,26 @@ export const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))
 
 export function timeoutError(code: string, message: string): AppError {
   return new AppError(code, message, { retryable: true });
+}
+
+/** A failure before the TCP connection to the proxy was up: the proxy's, named as such (and never with its credentials). */
+export function proxyUnreachable(proxy: ProxyServer, err: Error): AppError {
+  const errno = (err as NodeJS.ErrnoException).code;
+  return new AppError('PROXY_UNREACHABLE', `could not reach the proxy at ${proxy.display} (${errno ?? err.message})`, { cause: err, retryable: true });
+}
+
+/**
+ * TLS on `socket` (TCP connecting to the host, or a tunnel that is up): its time limit (armed with
+ * the connection's `limits`), its session kept for the next connection, and `up` once it is done.
+ */
+export function handshake(socket: tls.TLSSocket, o: ConnectionOptions, limits: Pick<TunnelHooks, 'arm'>, up: () => void): void {
+  const tlsUp = (): void => limits.arm(o.timeouts.tlsMs, () => timeoutError('TLS_TIMEOUT', `${o.url.host} accepted the connection but did not finish the TLS handshake in ${seconds(o.timeouts.tlsMs)}`));
+  if (o.proxy) tlsUp(); // the TCP connection (the tunnel) is up already
+  else socket.once('connect', tlsUp);
+  const sessionKey = tlsSessionKey(o);
+  socket.on('session', (session: Buffer) => o.sessions?.set(sessionKey, session));
+  socket.once('error', () => o.sessions?.delete(sessionKey));
+  socket.once('secureConnect', () => up());
 }
 
 /** What a tunnel tells the connection it is being made for. */
