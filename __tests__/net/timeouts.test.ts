@@ -103,7 +103,9 @@ test('a body held back by a slow disk is not the server\'s silence: no BODY_TIME
   });
   const slow = {
     async writev(buffers: Buffer[]) {
-      await new Promise((r) => setTimeout(r, 250)); // each write outlasts half the body-idle limit; the socket waits paused
+      // The fault itself, not a wait: a disk whose every write takes 250 ms, longer than the 200 ms
+      // body-idle limit, while the socket waits paused.
+      await new Promise((r) => setTimeout(r, 250));
       return { bytesWritten: buffers.reduce((n, b) => n + b.length, 0), buffers };
     },
   } as unknown as FileHandle;
@@ -135,10 +137,17 @@ test('a server that accepts TCP but never does TLS: TLS_TIMEOUT', async () => {
 async function blackHole(): Promise<{ port: number; child: ChildProcess; fillers: net.Socket[] }> {
   const child = spawn(process.execPath, [
     '-e',
-    `const s = require('node:net').createServer(); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => { console.log(s.address().port); setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0), 50); });`,
+    // stdout to a pipe is written synchronously on Linux: once the line is read, the loop is blocked.
+    `const s = require('node:net').createServer(); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => { console.log(s.address().port + ' blocking'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); });`,
   ]);
-  const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
-  await new Promise((r) => setTimeout(r, 150)); // its loop is blocked from here on
+  let out = '';
+  const port = await new Promise<number>((resolve) =>
+    child.stdout!.on('data', (d: Buffer) => {
+      out += String(d);
+      const m = /^(\d+) blocking\n/.exec(out);
+      if (m) resolve(Number(m[1]));
+    }),
+  );
   const fillers: net.Socket[] = [];
   for (let i = 0; i < 4; i++) {
     const s = net.connect(port, '127.0.0.1');
@@ -149,6 +158,7 @@ async function blackHole(): Promise<{ port: number; child: ChildProcess; fillers
   for (;;) {
     const probe = net.connect(port, '127.0.0.1');
     probe.on('error', () => undefined);
+    // A deadline on the connect event, not a sleep: no connect within 300 ms means the queue is full.
     const hung = await new Promise<boolean>((resolve) => {
       const t = setTimeout(() => resolve(true), 300);
       probe.once('connect', () => {
