@@ -1,27 +1,11 @@
 /** A group header's numbers (client/groups.ts): pure functions, no browser needed. */
 import { countsText, groupStatus, groupTotals, membersByGroup } from '../../client/groups';
 import type { Entry } from '../../server/protocol/wire';
+import { testEntry } from '../helpers/entries';
 
 const MB = 1024 * 1024;
 const group = { id: 'g1', name: 'my-flow' };
-const entry = (id: string, patch: Partial<Entry> = {}): Entry => ({
-  id,
-  dest: `loras/${id}.safetensors`,
-  folder: 'loras',
-  filename: `${id}.safetensors`,
-  url: `http://example.test/${id}.safetensors`,
-  status: 'downloading',
-  progress: 0,
-  downloaded: 0,
-  file_size: 10 * MB,
-  speed: 0,
-  eta: null,
-  start_time: 100,
-  timestamp: 100,
-  attempts: 1,
-  group,
-  ...patch,
-});
+const entry = (id: string, patch: Partial<Entry> = {}): Entry => testEntry(id, { file_size: 10 * MB, start_time: 100, timestamp: 100, group, ...patch });
 
 test('sums: bytes of the known sizes, speed of the transfers, time from what is still to come', () => {
   const t = groupTotals([

@@ -6,27 +6,12 @@
 import fs from 'node:fs/promises';
 import WebSocket from 'ws';
 import { LiveClient, type ConnectionState, type WebSocketLike } from '../../client/ws-client';
-import type { Entry, ServerMessage } from '../../server/protocol/wire';
+import type { ServerMessage } from '../../server/protocol/wire';
 import { startFileServer, type FileServer } from '../helpers/file-server';
+import { testEntry } from '../helpers/entries';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 
-const entry = (id: string, patch: Partial<Entry> = {}): Entry => ({
-  id,
-  dest: `loras/${id}.safetensors`,
-  folder: 'loras',
-  filename: `${id}.safetensors`,
-  url: `http://example.test/${id}.safetensors`,
-  status: 'downloading',
-  progress: 0,
-  downloaded: 0,
-  file_size: 100,
-  speed: 0,
-  eta: null,
-  start_time: 1,
-  timestamp: 1,
-  attempts: 1,
-  ...patch,
-});
+const entry = testEntry;
 
 /** A socket the test drives by hand. */
 class ScriptedSocket implements WebSocketLike {
