@@ -6,7 +6,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../../server/protocol/wire';
+import type { Entry, Plan } from '../../server/protocol/wire';
+import { node } from '../workflows/fixtures';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { connectWs, startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 import { VolumeClock } from '../../server/fleet/clock';
@@ -79,6 +80,10 @@ test('a download on one server is listed by the others with its instance, and th
   expect(refused.body.error.code).toBe('ACTIVE_ELSEWHERE');
   expect(refused.body.error.message).toContain('pod-a');
   expect(refused.body.download.instance).toBe('pod-a');
+  // A workflow planned on pod-b says the model is downloading (pod-a's download), not missing.
+  const workflow = { nodes: [node(1, 'CheckpointLoaderSimple', ['m.safetensors'])], links: [] };
+  const plan = (await b.api('POST', '/api/workflows/plan', workflow)).body as Plan;
+  expect(plan.models.map((m) => [m.dest, m.state, m.download_id])).toEqual([[dest, 'active', started.body.download.id]]);
 
   await waitFor(async () => (await byDest(b, dest))?.status === 'completed', 'the download to complete, as pod-b sees it', 15_000);
   expect(await sha256(path.join(dir, 'models', dest))).toBe(f.sha256);

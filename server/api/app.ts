@@ -174,7 +174,9 @@ export function createApp(deps: AppDeps): Koa {
     registerCatalogRoutes(router, { catalog: deps.catalog, modelsDir: config.modelsDir, start: async (ctx, req) => addAnswer(ctx, await add(req)) });
   }
 
-  registerWorkflowRoutes(router, { config, store, catalog: deps.catalog, probe: deps.probe, add });
+  // In fleet mode a plan says "downloading" for a model another server has under way, too.
+  const downloads = fleet ? { get: (dest: string) => fleet.entryFor(dest) } : store;
+  registerWorkflowRoutes(router, { config, store: downloads, catalog: deps.catalog, probe: deps.probe, add });
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));

@@ -190,6 +190,16 @@ export class Fleet {
     return this.view.get(id) ?? (own && this.view.own(own)) ?? this.view.remoteById(id);
   }
 
+  /**
+   * The download of `dest` a workflow plan shows: this server's while it is unfinished, else the
+   * one another live server has under way, else this server's finished one.
+   */
+  entryFor(dest: string): Entry | undefined {
+    const mine = this.store.get(dest);
+    if (mine && (!isFinished(mine.status) || this.downloader?.isLive(dest))) return this.view.own(mine);
+    return this.view.holderOf(dest) ?? (mine && this.view.own(mine));
+  }
+
   describe(): FleetDescription {
     return { instance: this.instance, stale_seconds: this.o.fleet.staleSeconds, instances: this.view.instances() };
   }
