@@ -6,6 +6,7 @@ import { readBody } from './body';
 import type { Catalog } from '../catalog/catalog';
 import { registerCatalogRoutes } from './catalog-routes';
 import { registerWorkflowRoutes, type Probe } from './workflow-routes';
+import { registerGroupRoutes } from './group-routes';
 import type { Config } from '../config';
 import type { Downloader } from '../downloader/downloader';
 import { toStatusView } from '../store/entry';
@@ -154,6 +155,11 @@ export function createApp(deps: AppDeps): Koa {
       ctx.body = { download: downloader[action](ctx.params.id!) };
     });
   }
+
+  registerGroupRoutes(router, {
+    list,
+    run: async (action, id) => (fleet ? fleet.command(action, id) : { download: downloader[action](id) }),
+  });
 
   router.delete('/api/downloads/:id', async (ctx) => {
     if (fleet) return fleetAnswer(ctx, await fleet.command('remove', ctx.params.id!));

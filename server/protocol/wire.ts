@@ -167,6 +167,14 @@ export interface GroupAnswer {
   skipped?: SkippedFile[];
 }
 
+/** `POST /api/groups/:id/<command>`: the downloads the command changed (or handed on), and those it left, with why. */
+export interface GroupCommandAnswer {
+  group: GroupRef;
+  downloads: Entry[];
+  /** The command does not fit their state (a completed file is not paused), or it was refused (`error`). */
+  left: Array<{ id: string; dest: string; status: DownloadStatus; error?: ErrorInfo }>;
+}
+
 /** A node of a workflow that uses a model (`"83:28"` inside a subgraph, as the API format names it). */
 export interface WorkflowNodeRef {
   id: number | string;
