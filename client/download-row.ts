@@ -2,10 +2,13 @@
  * One download's row in the lists: its `<li>` (badge, name, buttons, bar, stats, note), built once
  * and brought in line with the download's entry, writing only the fields whose text changed; the
  * status labels and hints it shows, which the group headers and the workflow table use too.
+ * In fleet mode the row also shows which instance has the download, greys it while that instance
+ * is silent, and says what its buttons do with another instance's download (texts in fleet.ts).
  */
 import type { Entry } from '../server/protocol/wire.js';
 import { COMMANDS, isFinished, type Command, type DownloadStatus } from '../server/protocol/status.js';
 import { applier, el, setter } from './dom.js';
+import { actionHint, staleNote, type FleetInfo } from './fleet.js';
 import { formatBytes, formatClock, formatDuration, formatPercent, formatSpeed, hostOf } from './format.js';
 
 /** A row's buttons: the commands of the state machine. */
@@ -32,6 +35,8 @@ export interface Row {
   badge: HTMLElement;
   name: HTMLElement;
   where: HTMLElement;
+  /** Fleet mode: the instance that has the download (hidden on a lone server). */
+  instance: HTMLElement;
   bar: HTMLProgressElement;
   pct: HTMLElement;
   bytes: HTMLElement;
@@ -46,6 +51,11 @@ export interface Row {
   status: DownloadStatus | undefined;
   /** A failed command's message, shown until the download's state changes. */
   commandError: string | undefined;
+  /**
+   * Fleet mode: a command handed to the instance that has the download, shown while the download
+   * is still in the state (and with the instance) it had when the command was given.
+   */
+  commandNote: { text: string; status: DownloadStatus; instance: string | undefined } | undefined;
   /** The group the download belongs to. */
   groupId: string | undefined;
 }
@@ -56,8 +66,12 @@ export function createRow(entry: Entry): Row {
   const badge = el('span', 'badge');
   const title = el('div', 'row-title');
   const name = el('span', 'name');
-  const where = el('span', 'where');
-  title.append(name, where);
+  const whereLine = el('span', 'where');
+  const instance = el('span', 'instance');
+  instance.hidden = true;
+  const where = el('span', 'where-text');
+  whereLine.append(instance, where);
+  title.append(name, whereLine);
   const actions = el('div', 'row-actions');
   const buttons = {} as Record<RowAction, HTMLButtonElement>;
   for (const action of ALL_ACTIONS) {
@@ -83,10 +97,31 @@ export function createRow(entry: Entry): Row {
   const note = el('p', 'note');
   note.hidden = true;
   li.append(head, bar, stats, detail, note);
-  return { el: li, badge, name, where, bar, pct, bytes, speed, eta, detail, note, buttons, last: new Map(), section: 'active', status: undefined, commandError: undefined, groupId: undefined };
+  return {
+    el: li,
+    badge,
+    name,
+    where,
+    instance,
+    bar,
+    pct,
+    bytes,
+    speed,
+    eta,
+    detail,
+    note,
+    buttons,
+    last: new Map(),
+    section: 'active',
+    status: undefined,
+    commandError: undefined,
+    commandNote: undefined,
+    groupId: undefined,
+  };
 }
 
-export function updateRow(row: Row, e: Entry): void {
+/** Brings the row in line with `e`; `fleet`: the last answer of `GET /api/fleet`, in fleet mode. */
+export function updateRow(row: Row, e: Entry, fleet?: FleetInfo): void {
   const set = setter(row.last);
   const attr = applier(row.last);
 
@@ -107,6 +142,7 @@ export function updateRow(row: Row, e: Entry): void {
   for (const action of ALL_ACTIONS) {
     attr(`label-${action}`, () => row.buttons[action].setAttribute('aria-label', `${ACTION_LABELS[action]} ${e.filename}`), e.filename);
   }
+  updateFleet(row, e, fleet);
 
   const size = e.file_size;
   const active = row.section === 'active';
@@ -130,12 +166,22 @@ export function updateRow(row: Row, e: Entry): void {
     set('detail', row.detail, finishedDetail(e));
   }
 
-  // The note: a refused command, the failure, or the server's warning while it retries.
+  // The note: a refused command, a command handed to another instance, a silent instance, the
+  // failure, or the server's warning while it retries.
+  const handed = row.commandNote;
+  if (handed && (handed.status !== e.status || handed.instance !== e.instance)) row.commandNote = undefined;
+  const silent = staleNote(e, fleet);
   let note = '';
   let tone = '';
   if (row.commandError) {
     note = row.commandError;
     tone = 'error';
+  } else if (row.commandNote) {
+    note = row.commandNote.text;
+    tone = 'info';
+  } else if (silent) {
+    note = e.error ? `${silent}\n${e.error.message}` : silent;
+    tone = 'stale';
   } else if (e.error && e.status === 'error') {
     note = e.error.message;
     tone = 'error';
@@ -148,6 +194,32 @@ export function updateRow(row: Row, e: Entry): void {
     row.note.hidden = note === '';
     row.note.dataset.tone = tone;
   }, `${tone}:${note === ''}`);
+}
+
+/** Fleet mode: the instance's badge, the greying of a silent instance's row, what the buttons will do. */
+function updateFleet(row: Row, e: Entry, fleet: FleetInfo | undefined): void {
+  const set = setter(row.last);
+  const attr = applier(row.last);
+  const name = e.instance ?? '';
+  const self = name !== '' && name === fleet?.instance;
+  set('instance', row.instance, name);
+  const badge = `${name}|${self}|${e.instance_stale === true}`;
+  attr('instance-badge', () => {
+    row.instance.hidden = name === '';
+    if (name) {
+      row.instance.dataset.self = String(self);
+      row.instance.title = `On instance ${name}${self ? ", this page's server" : ''}${e.instance_stale ? ' (silent)' : ''}`;
+    }
+    if (e.instance_stale) row.el.dataset.stale = 'true';
+    else delete row.el.dataset.stale;
+  }, badge);
+  for (const action of ALL_ACTIONS) {
+    const hint = actionHint(action, e, fleet) ?? '';
+    attr(`hint-${action}`, () => {
+      if (hint) row.buttons[action].title = hint;
+      else row.buttons[action].removeAttribute('title');
+    }, hint);
+  }
 }
 
 export const HINTS: Partial<Record<DownloadStatus, string>> = {

@@ -1,10 +1,12 @@
 /**
  * The page: wires the live client, the API, the lists, the add form, the workflow section, the
- * catalog and the token prompt. The only module with side effects at load.
+ * catalog, the fleet's instances and the token prompt. The only module with side effects at load.
  */
 import type { AddRequest, Entry, ErrorInfo, GroupRef } from '../server/protocol/wire.js';
 import { ApiError, createApi, tokenStore } from './api.js';
 import { CatalogView, parseCatalog, type CatalogModel } from './catalog.js';
+import { elsewhereText, FleetWatch, needsRefresh, type FleetState } from './fleet.js';
+import { FleetIndicator } from './fleet-indicator.js';
 import { Dashboard, type RowAction } from './render.js';
 import { WorkflowView } from './workflow.js';
 import { LiveClient, type ConnectionInfo } from './ws-client.js';
@@ -68,8 +70,12 @@ const dashboard = new Dashboard(
   },
   async (entry, action) => {
     const id = encodeURIComponent(entry.id);
-    if (action === 'remove') await api.request('DELETE', `/api/downloads/${id}`);
-    else await api.request('POST', `/api/downloads/${id}/${commandPath[action]}`);
+    // Fleet mode: another instance's download is handed to it (202, `forwarded_to`).
+    const { body } =
+      action === 'remove'
+        ? await api.request<{ forwarded_to?: string }>('DELETE', `/api/downloads/${id}`)
+        : await api.request<{ forwarded_to?: string }>('POST', `/api/downloads/${id}/${commandPath[action]}`);
+    return typeof body?.forwarded_to === 'string' ? { forwardedTo: body.forwarded_to } : undefined;
   },
 );
 
@@ -112,15 +118,36 @@ function flush(): void {
   catalog.render(client.downloads);
   // Until the first snapshot (or poll) the entries are not the server's yet.
   workflow.render(client.downloads, client.seq >= 0 || client.connection.state === 'polling');
+  // An instance the indicator does not know, or one gone silent (or back): ask the server again.
+  if (needsRefresh(fleet.state, (reset ? [...client.downloads.keys()] : ids).map((id) => client.downloads.get(id)))) fleet.refresh();
 }
-client.on('change', (change) => {
-  for (const id of change.ids) dirty.add(id);
-  resetPending ||= change.reset;
+function schedule(ids: Iterable<string>, reset: boolean): void {
+  for (const id of ids) dirty.add(id);
+  resetPending ||= reset;
   if (framePending) return;
   framePending = true;
   // A background tab gets no animation frames; a slow timer keeps its title's percentage current.
   if (document.hidden) setTimeout(flush, 1000);
   else requestAnimationFrame(flush);
+}
+client.on('change', (change) => schedule(change.ids, change.reset));
+
+// ---- fleet mode: the instances indicator, and the rows' instances ------------------------------
+const fleetIndicator = new FleetIndicator({ root: $('fleet'), list: $('fleet-list') });
+const fleet = new FleetWatch({
+  load: async () => (await api.request<unknown>('GET', '/api/fleet')).body,
+  visible: () => !document.hidden,
+  onChange: (state: FleetState) => {
+    fleetIndicator.render(state);
+    dashboard.fleet = state.mode === 'on' ? state.info : undefined;
+    // The rows of the fleet say since when their instance is silent, and what their buttons do.
+    schedule([...client.downloads.values()].filter((e) => e.instance !== undefined).map((e) => e.id), false);
+  },
+});
+// Asked with every snapshot (a connection, a server restarted maybe in or out of fleet mode), when
+// polling begins, and when the tab is shown again; FleetWatch spaces the requests.
+client.on('message', (m) => {
+  if (m.type === 'snapshot') fleet.refresh();
 });
 
 // ---- connection indicator ----------------------------------------------------------------------
@@ -136,6 +163,7 @@ const CONNECTION_TEXT: Record<ConnectionInfo['state'], [string, string]> = {
   closed: ['Closed', 'Not connected'],
 };
 client.on('state', (info) => {
+  if (info.state === 'polling') fleet.refresh();
   const [text, title] = CONNECTION_TEXT[info.state];
   conn.dataset.state = info.state;
   document.body.dataset.conn = info.state;
@@ -150,9 +178,11 @@ const folderSelect = $<HTMLSelectElement>('add-folder');
 const formMsg = $('add-msg');
 const submit = $<HTMLButtonElement>('add-submit');
 
-function showFormMessage(text: string, tone: 'error' | 'ok' | 'note' | ''): void {
+function showFormMessage(text: string, tone: 'error' | 'ok' | 'note' | '', code?: string): void {
   formMsg.textContent = text;
   formMsg.dataset.tone = tone;
+  if (code) formMsg.dataset.code = code;
+  else delete formMsg.dataset.code;
   formMsg.hidden = text === '';
 }
 
@@ -218,8 +248,10 @@ form.addEventListener('submit', (event) => {
     })
     .catch((err: unknown) => {
       const e = err as ApiError;
-      markInvalid(e instanceof ApiError ? fieldOf(e.code) : undefined);
-      showFormMessage(e.message, 'error');
+      // Fleet mode: another instance is downloading this very file: nothing wrong with the form.
+      const elsewhere = e instanceof ApiError ? elsewhereText(e.code, e.message, e.body) : undefined;
+      markInvalid(e instanceof ApiError && !elsewhere ? fieldOf(e.code) : undefined);
+      showFormMessage(elsewhere ?? e.message, elsewhere ? 'note' : 'error', e instanceof ApiError ? e.code : undefined);
     })
     .finally(() => {
       submit.disabled = false;
@@ -291,4 +323,5 @@ window.addEventListener('online', () => {
 document.addEventListener('visibilitychange', () => {
   const state = client.connection.state;
   if (!document.hidden && (state === 'reconnecting' || state === 'offline')) client.reconnectNow();
+  if (!document.hidden && fleet.state.mode === 'on') fleet.refresh();
 });

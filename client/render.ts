@@ -13,6 +13,7 @@
 import type { Entry } from '../server/protocol/wire.js';
 import { isFinished } from '../server/protocol/status.js';
 import { createRow, updateRow, type Row, type RowAction } from './download-row.js';
+import { forwardedNote, type FleetInfo } from './fleet.js';
 import { formatBytes, formatDuration, formatSpeed } from './format.js';
 import { createGroup, isExpanded, updateGroup, updateToggle, type GroupBlock } from './group-block.js';
 
@@ -27,14 +28,23 @@ export interface DashboardElements {
   clearButton: HTMLButtonElement;
 }
 
-/** Runs a row's command; rejects with an Error whose message is shown in the row. */
-export type ActionHandler = (entry: Entry, action: RowAction) => Promise<void>;
+/**
+ * Runs a row's command; rejects with an Error whose message is shown in the row. In fleet mode it
+ * resolves with `forwardedTo` when the server handed the command to the instance that has the download.
+ */
+export type ActionHandler = (entry: Entry, action: RowAction) => Promise<{ forwardedTo?: string } | void>;
 
 export class Dashboard {
   private readonly rows = new Map<string, Row>();
   private readonly groups = new Map<string, GroupBlock>();
   private downloads: ReadonlyMap<string, Entry> = new Map();
   private readonly baseTitle: string;
+  /**
+   * Fleet mode: the last answer of `GET /api/fleet` (which instance is this page's server, since
+   * when a silent one is silent). Rows read it when rendered: after setting it, render the rows
+   * that have an `instance`.
+   */
+  fleet: FleetInfo | undefined;
 
   constructor(
     private readonly els: DashboardElements,
@@ -48,9 +58,16 @@ export class Dashboard {
       const entry = this.downloads.get(li.dataset.id!);
       const row = this.rows.get(li.dataset.id!);
       if (!entry || !row) return;
+      const action = button.dataset.action as RowAction;
       button.disabled = true;
       row.commandError = undefined;
-      this.onAction(entry, button.dataset.action as RowAction)
+      row.commandNote = undefined;
+      this.onAction(entry, action)
+        .then((answer) => {
+          // Handed to the instance that has the download: said until the row shows it done.
+          const to = answer?.forwardedTo;
+          if (to) row.commandNote = { text: forwardedNote(action, to), status: entry.status, instance: entry.instance };
+        })
         .catch((err: unknown) => {
           row.commandError = (err as Error).message;
         })
@@ -109,7 +126,7 @@ export class Dashboard {
         reorder = true;
       }
       if (groupId) groupsTouched.add(groupId);
-      updateRow(current, entry);
+      updateRow(current, entry, this.fleet);
     }
     for (const gid of groupsTouched) {
       const block = this.groups.get(gid);
