@@ -8,35 +8,15 @@
  * Everything said here comes from the server: the entries' `instance` and `instance_stale`, the
  * instances' `silent_seconds`, the commands' `forwarded_to`, the refusals' messages.
  */
-import type { Entry } from '../server/protocol/wire.js';
+import type { Entry, FleetDescription, InstanceSummary } from '../server/protocol/wire.js';
+
+export type { InstanceSummary } from '../server/protocol/wire.js';
 import type { Command } from '../server/protocol/status.js';
 import { isFinished } from '../server/protocol/status.js';
 import { formatClock } from './format.js';
 
-/** One server of the fleet, as `GET /api/fleet` lists it (server/fleet/view.ts, InstanceSummary). */
-export interface InstanceSummary {
-  name: string;
-  /** The server this page talks to. */
-  self: boolean;
-  live: boolean;
-  /** It said it stopped (a SIGTERM): stale at once. */
-  stopped: boolean;
-  /** Seconds since it last published, when the answer was made. */
-  silent_seconds: number;
-  downloads: number;
-  active: number;
-  host?: string;
-}
-
-/** `GET /api/fleet` (server/fleet/fleet.ts, FleetDescription). */
-export interface FleetAnswer {
-  instance: string;
-  stale_seconds: number;
-  instances: InstanceSummary[];
-}
-
 /** An answer of `GET /api/fleet` and when this page received it (its own clock, epoch ms). */
-export interface FleetInfo extends FleetAnswer {
+export interface FleetInfo extends FleetDescription {
   receivedAt: number;
   byName: ReadonlyMap<string, InstanceSummary>;
 }
@@ -49,7 +29,7 @@ const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 
 
 /** The answer of `GET /api/fleet`, checked; undefined when it is not one (the indicator stays as it was). */
 export function parseFleet(body: unknown, receivedAt: number): FleetInfo | undefined {
-  const b = body as Partial<FleetAnswer> | null;
+  const b = body as Partial<FleetDescription> | null;
   if (!b || typeof b !== 'object' || !isName(b.instance) || !isCount(b.stale_seconds) || !Array.isArray(b.instances)) return undefined;
   const instances: InstanceSummary[] = [];
   for (const raw of b.instances as unknown[]) {

@@ -4,19 +4,16 @@
  * over, and FleetWatch's spacing of its requests (fake timers: the timing is what is tested).
  */
 import path from 'node:path';
-import { actionHint, elsewhereText, FleetWatch, forwardedNote, needsRefresh, parseFleet, silenceText, staleNote, type FleetAnswer, type FleetInfo, type FleetState } from '../../client/fleet';
-import type { FleetDescription } from '../../server/fleet/fleet';
+import { actionHint, elsewhereText, FleetWatch, forwardedNote, needsRefresh, parseFleet, silenceText, staleNote, type FleetInfo, type FleetState } from '../../client/fleet';
+import type { FleetDescription } from '../../server/protocol/wire';
 import { formatClock } from '../../client/format';
 import { testEntry } from '../helpers/entries';
 import { startTestServer, tempDir } from '../helpers/harness';
 
-// The client's copy of the answer's type takes every answer the server's type allows.
-const sameShape = (d: FleetDescription): FleetAnswer => d;
-
 /** 14:30:00 local time on some day, in epoch ms. */
 const AT = new Date(2025, 5, 1, 14, 30, 0).getTime();
 
-const info = (instances: Array<Partial<FleetAnswer['instances'][number]> & { name: string }>, self = 'pod-b', receivedAt = AT): FleetInfo =>
+const info = (instances: Array<Partial<FleetDescription['instances'][number]> & { name: string }>, self = 'pod-b', receivedAt = AT): FleetInfo =>
   parseFleet(
     {
       instance: self,
@@ -39,7 +36,7 @@ test('the answer of a real fleet server is read as it is', async () => {
   const b = await startTestServer(env('pod-b'), { dir, fleet: { pollMs: 100 } });
   try {
     const body = (await b.api('GET', '/api/fleet')).body as FleetDescription;
-    const parsed = parseFleet(sameShape(body), AT)!;
+    const parsed = parseFleet(body, AT)!;
     expect(parsed).toMatchObject({ instance: 'pod-b', stale_seconds: 30, receivedAt: AT });
     expect(parsed.instances.map((i) => [i.name, i.self, i.live, i.stopped])).toEqual([
       ['pod-b', true, true, false],

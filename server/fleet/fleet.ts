@@ -27,7 +27,7 @@ import { AppError, conflict } from '../errors';
 import type { Logger } from '../logger';
 import { parseSourceUrl } from '../net/url-policy';
 import { isFinished } from '../protocol/status';
-import type { AddRequest, AddResult, Entry } from '../protocol/wire';
+import type { AddRequest, AddResult, Entry, FleetDescription } from '../protocol/wire';
 import type { StatusStore } from '../store/status-store';
 import { Claims } from './claims';
 import { VolumeClock } from './clock';
@@ -37,7 +37,7 @@ import { Publisher } from './instance';
 import { LockSpace, lockTimings, type HeldLock } from './locks';
 import { routeCommand, runInbox, type RoutingContext } from './routing';
 import { takeOver } from './takeover';
-import { FleetView, type InstanceSummary } from './view';
+import { FleetView } from './view';
 
 export type { FleetCommand } from './commands';
 
@@ -53,13 +53,6 @@ export interface FleetTuning {
   confirmMs?: number;
   /** A refused add waits up to this long for the server holding the lock to publish the download, to name it. @default 2500 */
   holderWaitMs?: number;
-}
-
-/** What `GET /api/fleet` answers. */
-export interface FleetDescription {
-  instance: string;
-  stale_seconds: number;
-  instances: InstanceSummary[];
 }
 
 export class Fleet {

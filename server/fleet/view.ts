@@ -15,7 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger';
 import { isFinished } from '../protocol/status';
-import type { Entry } from '../protocol/wire';
+import type { Entry, InstanceSummary } from '../protocol/wire';
 import { parseEntry } from '../store/entry';
 import type { StatusStore, StoreEvents } from '../store/status-store';
 import type { VolumeClock } from './clock';
@@ -39,19 +39,6 @@ export interface RemoteInstance {
   shown: Map<string, Entry>;
   /** Each entry's JSON as read, to tell a changed one. */
   texts: Map<string, string>;
-}
-
-/** What the page's and the CLI's "instances" indicator shows (`GET /api/fleet`). */
-export interface InstanceSummary {
-  name: string;
-  self: boolean;
-  live: boolean;
-  stopped: boolean;
-  /** Seconds since it last published (0 for this server). */
-  silent_seconds: number;
-  downloads: number;
-  active: number;
-  host?: string;
 }
 
 export interface FleetViewOptions {

@@ -226,3 +226,25 @@ export interface WorkflowDownloadAnswer extends GroupAnswer {
 export interface ErrorBody {
   error: ErrorInfo;
 }
+
+/** One server of the fleet, as `GET /api/fleet` lists it (the page's and the CLI's "instances" indicator). */
+export interface InstanceSummary {
+  name: string;
+  /** The server that answered. */
+  self: boolean;
+  live: boolean;
+  /** It said it stopped (a SIGTERM): stale at once. */
+  stopped: boolean;
+  /** Seconds since it last published, when the answer was made (0 for the server that answered). */
+  silent_seconds: number;
+  downloads: number;
+  active: number;
+  host?: string;
+}
+
+/** What `GET /api/fleet` answers (fleet mode only). */
+export interface FleetDescription {
+  instance: string;
+  stale_seconds: number;
+  instances: InstanceSummary[];
+}
