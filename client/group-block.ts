@@ -4,6 +4,7 @@
  * its members' rows sit in.
  */
 import type { Entry } from '../server/protocol/wire.js';
+import { COMMANDS, type Command } from '../server/protocol/status.js';
 import { applier, el, setter } from './dom.js';
 import { HINTS, STATUS_LABELS, type Section } from './download-row.js';
 import { formatBytes, formatClock, formatDuration, formatPercent, formatSpeed } from './format.js';
@@ -11,6 +12,11 @@ import { countsText, groupTotals, type GroupTotals } from './groups.js';
 
 /** Groups longer than this start folded (the header says enough); the user may unfold them. */
 const FOLD_ABOVE = 8;
+
+/** The commands a group's header offers for all its members at once (`POST /api/groups/:id/<command>`). */
+export type GroupAction = Extract<Command, 'pause' | 'resume' | 'retry' | 'cancel'>;
+export const GROUP_ACTIONS: readonly GroupAction[] = ['pause', 'resume', 'retry', 'cancel'];
+const GROUP_LABELS: Readonly<Record<GroupAction, string>> = { pause: 'Pause all', resume: 'Resume all', retry: 'Retry all', cancel: 'Cancel all' };
 
 export interface GroupBlock {
   id: string;
@@ -20,6 +26,11 @@ export interface GroupBlock {
   name: HTMLElement;
   where: HTMLElement;
   toggle: HTMLButtonElement;
+  /** One button per group command, shown while at least one member's state fits it. */
+  buttons: Record<GroupAction, HTMLButtonElement>;
+  /** What the last group command said (a refusal, members it could not change); cleared by the next one. */
+  note: HTMLElement;
+  message: string | undefined;
   bar: HTMLProgressElement;
   pct: HTMLElement;
   bytes: HTMLElement;
@@ -48,6 +59,16 @@ export function createGroup(id: string, name: string): GroupBlock {
   const where = el('span', 'where');
   title.append(nameEl, where);
   const actions = el('div', 'row-actions');
+  const buttons = {} as Record<GroupAction, HTMLButtonElement>;
+  for (const action of GROUP_ACTIONS) {
+    const b = el('button', `btn btn-small btn-${action}`, GROUP_LABELS[action]);
+    b.type = 'button';
+    b.dataset.groupAction = action;
+    b.setAttribute('aria-label', `${GROUP_LABELS[action]} of ${name}`);
+    b.hidden = true;
+    buttons[action] = b;
+    actions.append(b);
+  }
   const toggle = el('button', 'btn btn-small btn-toggle');
   toggle.type = 'button';
   toggle.dataset.toggle = id;
@@ -65,12 +86,14 @@ export function createGroup(id: string, name: string): GroupBlock {
   const eta = el('span', 'eta');
   stats.append(pct, bytes, speed, eta);
   const detail = el('div', 'detail');
-  head.append(rowHead, bar, stats, detail);
+  const note = el('p', 'note');
+  note.hidden = true;
+  head.append(rowHead, bar, stats, detail, note);
   const list = el('ul', 'rows group-rows');
   list.id = `group-${id}-files`;
   list.setAttribute('aria-labelledby', nameEl.id);
   li.append(head, list);
-  return { id, el: li, head, badge, name: nameEl, where, toggle, bar, pct, bytes, speed, eta, detail, list, members: new Set(), totals: undefined, section: 'active', expanded: undefined, last: new Map() };
+  return { id, el: li, head, badge, name: nameEl, where, toggle, buttons, note, message: undefined, bar, pct, bytes, speed, eta, detail, list, members: new Set(), totals: undefined, section: 'active', expanded: undefined, last: new Map() };
 }
 
 export function isExpanded(block: GroupBlock): boolean {
@@ -107,6 +130,11 @@ export function updateGroup(block: GroupBlock, downloads: ReadonlyMap<string, En
   set('badge', block.badge, STATUS_LABELS[t.status]);
   set('where', block.where, countsText(t));
   updateToggle(block);
+  for (const action of GROUP_ACTIONS) {
+    const fits = members.some((e) => COMMANDS[e.status].includes(action));
+    attr(`group-${action}`, () => (block.buttons[action].hidden = !fits), String(fits));
+  }
+  updateGroupNote(block);
 
   if (section === 'active') {
     const transferring = t.status === 'downloading' || t.status === 'verifying';
@@ -126,6 +154,14 @@ export function updateGroup(block: GroupBlock, downloads: ReadonlyMap<string, En
     set('detail', block.detail, `${size}${t.failed || t.cancelled ? 'ended' : 'finished'} at ${formatClock(t.endTime)}`);
   }
   return moved;
+}
+
+/** Shows the last group command's message under the header, or hides it. */
+export function updateGroupNote(block: GroupBlock): void {
+  applier(block.last)('note', () => {
+    block.note.textContent = block.message ?? '';
+    block.note.hidden = block.message === undefined;
+  }, block.message ?? '');
 }
 
 /** Two stacked sheets: the mark of a group header. */

@@ -3,7 +3,7 @@
  * same `group` field; the lists show them under one header. This module sums a group's members
  * into what that header shows. Pure: no DOM, so it is unit-tested in Node.
  */
-import type { DownloadStatus, Entry } from '../server/protocol/wire.js';
+import type { DownloadStatus, Entry, GroupCommandAnswer } from '../server/protocol/wire.js';
 import { isFinished } from '../server/protocol/status.js';
 
 export interface GroupTotals {
@@ -110,4 +110,20 @@ export function membersByGroup(entries: Iterable<Entry>): Map<string, Entry[]> {
     list.push(e);
   }
   return groups;
+}
+
+const DONE: Readonly<Record<string, string>> = { pause: 'paused', resume: 'resumed', retry: 'retried', cancel: 'cancelled' };
+
+/**
+ * What to say under a group's header after a group command: nothing when every member it fits was
+ * changed; else which members the server refused, and why (the first reason; all of them when few).
+ */
+export function groupCommandMessage(action: string, answer: GroupCommandAnswer): string | undefined {
+  const refused = answer.left.filter((l) => l.error);
+  if (refused.length === 0) return answer.downloads.length === 0 ? `Nothing left to ${action} in this group.` : undefined;
+  const name = (dest: string): string => dest.slice(dest.lastIndexOf('/') + 1);
+  const done = answer.downloads.length > 0 ? `${answer.downloads.length} ${DONE[action] ?? action}; ` : '';
+  const shown = refused.slice(0, 3).map((l) => `${name(l.dest)}: ${l.error!.message}`).join(' · ');
+  const more = refused.length > 3 ? ` · and ${refused.length - 3} more` : '';
+  return `${done}${refused.length} could not be ${DONE[action] ?? action}: ${shown}${more}`;
 }

@@ -2,7 +2,8 @@
  * The page: wires the live client, the API, the lists, the add form, the workflow section, the
  * catalog, the fleet's instances and the token prompt. The only module with side effects at load.
  */
-import type { AddRequest, Entry, ErrorInfo, GroupRef } from '../server/protocol/wire.js';
+import type { AddRequest, Entry, ErrorInfo, GroupCommandAnswer, GroupRef } from '../server/protocol/wire.js';
+import { groupCommandMessage } from './groups.js';
 import { ApiError, createApi, tokenStore } from './api.js';
 import { CatalogView, parseCatalog, type CatalogModel } from './catalog.js';
 import { elsewhereText, FleetWatch, needsRefresh, type FleetState } from './fleet.js';
@@ -76,6 +77,10 @@ const dashboard = new Dashboard(
         ? await api.request<{ forwarded_to?: string }>('DELETE', `/api/downloads/${id}`)
         : await api.request<{ forwarded_to?: string }>('POST', `/api/downloads/${id}/${commandPath[action]}`);
     return typeof body?.forwarded_to === 'string' ? { forwardedTo: body.forwarded_to } : undefined;
+  },
+  async (groupId, action) => {
+    const { body } = await api.request<GroupCommandAnswer>('POST', `/api/groups/${encodeURIComponent(groupId)}/${action}`);
+    return groupCommandMessage(action, body);
   },
 );
 

@@ -15,7 +15,7 @@ import { isFinished } from '../server/protocol/status.js';
 import { createRow, updateRow, type Row, type RowAction } from './download-row.js';
 import { forwardedNote, type FleetInfo } from './fleet.js';
 import { formatBytes, formatDuration, formatSpeed } from './format.js';
-import { createGroup, isExpanded, updateGroup, updateToggle, type GroupBlock } from './group-block.js';
+import { createGroup, isExpanded, updateGroup, updateGroupNote, updateToggle, type GroupAction, type GroupBlock } from './group-block.js';
 
 export type { RowAction } from './download-row.js';
 
@@ -34,6 +34,12 @@ export interface DashboardElements {
  */
 export type ActionHandler = (entry: Entry, action: RowAction) => Promise<{ forwardedTo?: string } | void>;
 
+/**
+ * Runs a command for every download of a group; resolves with a message to show under the group's
+ * header (members it could not change) or undefined; rejects with an Error whose message is shown.
+ */
+export type GroupActionHandler = (groupId: string, action: GroupAction) => Promise<string | undefined>;
+
 export class Dashboard {
   private readonly rows = new Map<string, Row>();
   private readonly groups = new Map<string, GroupBlock>();
@@ -49,6 +55,7 @@ export class Dashboard {
   constructor(
     private readonly els: DashboardElements,
     private readonly onAction: ActionHandler,
+    private readonly onGroupAction?: GroupActionHandler,
   ) {
     this.baseTitle = document.title;
     const onClick = (event: Event): void => {
@@ -85,9 +92,29 @@ export class Dashboard {
       block.expanded = !isExpanded(block);
       updateToggle(block);
     };
+    const onGroupClick = (event: Event): void => {
+      const button = (event.target as Element).closest<HTMLButtonElement>('button[data-group-action]');
+      const block = button && this.groups.get(button.closest<HTMLElement>('li[data-group]')?.dataset.group ?? '');
+      if (!button || !block || !this.onGroupAction) return;
+      button.disabled = true;
+      block.message = undefined;
+      updateGroupNote(block);
+      this.onGroupAction(block.id, button.dataset.groupAction as GroupAction)
+        .then((message) => {
+          block.message = message;
+        })
+        .catch((err: unknown) => {
+          block.message = (err as Error).message;
+        })
+        .finally(() => {
+          button.disabled = false;
+          if (this.groups.get(block.id) === block) updateGroupNote(block);
+        });
+    };
     for (const list of [els.activeList, els.finishedList]) {
       list.addEventListener('click', onClick);
       list.addEventListener('click', onToggle);
+      list.addEventListener('click', onGroupClick);
     }
   }
 

@@ -1,5 +1,5 @@
 /** A group header's numbers (client/groups.ts): pure functions, no browser needed. */
-import { countsText, groupStatus, groupTotals, membersByGroup } from '../../client/groups';
+import { countsText, groupCommandMessage, groupStatus, groupTotals, membersByGroup } from '../../client/groups';
 import type { Entry } from '../../server/protocol/wire';
 import { testEntry } from '../helpers/entries';
 
@@ -52,4 +52,15 @@ test('members by group; entries without one are left out', () => {
     ['g1', ['a', 'd']],
     ['g2', ['b']],
   ]);
+});
+
+test('a group command\'s message: nothing when all it fits changed; the refused ones with why; nothing to do', () => {
+  const a = entry('a', { dest: 'loras/a.safetensors', status: 'paused' });
+  expect(groupCommandMessage('pause', { group, downloads: [a], left: [{ id: 'b', dest: 'loras/b.safetensors', status: 'completed' }] })).toBeUndefined();
+  const refused = (n: number) => ({ id: `r${n}`, dest: `loras/r${n}.safetensors`, status: 'downloading' as const, error: { code: 'INSTANCE_STALE', message: `pod-${n} is silent` } });
+  expect(groupCommandMessage('pause', { group, downloads: [a], left: [refused(1)] })).toBe('1 paused; 1 could not be paused: r1.safetensors: pod-1 is silent');
+  expect(groupCommandMessage('cancel', { group, downloads: [], left: [1, 2, 3, 4].map(refused) })).toBe(
+    '4 could not be cancelled: r1.safetensors: pod-1 is silent · r2.safetensors: pod-2 is silent · r3.safetensors: pod-3 is silent · and 1 more',
+  );
+  expect(groupCommandMessage('retry', { group, downloads: [], left: [] })).toBe('Nothing left to retry in this group.');
 });

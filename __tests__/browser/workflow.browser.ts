@@ -333,3 +333,37 @@ test('screenshot: a workflow plan with every state, on a desktop', async () => {
     expect((await fs.stat(path.join(ARTIFACTS, name))).size).toBeGreaterThan(10_000);
   }
 });
+
+test('a group\'s header pauses, resumes and cancels all its downloads at once', async () => {
+  const f = await files();
+  const names = ['one', 'two', 'three'];
+  const nodes = names.map((n, i) => {
+    const file = f.addFile(`/${n}.safetensors`, { size: 3 * MB, throttle: 1 * MB });
+    return node(i + 1, 'LoraLoaderModelOnly', [`${n}.safetensors`, 1], link(`${n}.safetensors`, file.url, 'loras'));
+  });
+  const s = await server({ MAX_CONCURRENT: '2' });
+  const started = await s.api('POST', '/api/workflows/download?name=three-loras', { nodes, links: [] });
+  expect(started.status).toBe(202);
+  const page = await open(await context(), s.url);
+  const head = `${groupBlock('three-loras', 'active')} > .group-head`;
+  await page.waitForSelector(`${head} button[data-group-action="pause"]:visible`);
+  expect(await page.isHidden(`${head} button[data-group-action="resume"]`)).toBe(true);
+
+  // Pause all: every row of the group paused (the queued one too), on the page and on the server.
+  await page.click(`${head} button[data-group-action="pause"]`);
+  const statuses = () => page.$$eval(`${groupBlock('three-loras')} li.row`, (rows) => rows.map((r) => (r as HTMLElement).dataset.status));
+  await page.waitForFunction((sel) => [...document.querySelectorAll<HTMLElement>(sel)].every((r) => r.dataset.status === 'paused'), `${groupBlock('three-loras')} li.row`);
+  expect(await statuses()).toEqual(['paused', 'paused', 'paused']);
+  expect(s.store.all().map((e) => e.status)).toEqual(['paused', 'paused', 'paused']);
+  await page.waitForSelector(`${head} button[data-group-action="resume"]:visible`);
+  expect(await page.isHidden(`${head} button[data-group-action="pause"]`)).toBe(true);
+  expect(await page.isHidden(`${head} .note`)).toBe(true);
+
+  // Resume all, then Cancel all: every row cancelled, the group in the finished list, Retry all offered.
+  await page.click(`${head} button[data-group-action="resume"]`);
+  await page.waitForSelector(`${head} button[data-group-action="pause"]:visible`);
+  await page.click(`${head} button[data-group-action="cancel"]`);
+  await page.waitForSelector(`${groupBlock('three-loras', 'finished')}[data-status="cancelled"]`);
+  expect(s.store.all().map((e) => e.status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+  await page.waitForSelector(`${groupBlock('three-loras', 'finished')} > .group-head button[data-group-action="retry"]:visible`);
+});
