@@ -1,6 +1,6 @@
 import type { AddRequest, Entry } from '../server/protocol/wire';
 import { formatBytes } from '../client/format';
-import { isGroupAnswer, type AddAnswer, type GroupAnswer, type Skipped } from './answers';
+import { isGroupAnswer, type AddAnswer, type FoundFile, type GroupAnswer, type Skipped } from './answers';
 import type { Api } from './api';
 import type { CliOptions } from './args';
 import type { Output } from './render';
@@ -39,15 +39,21 @@ const total = (entries: readonly Entry[]): string => {
   return sizes.every((s) => s !== null) ? ` (${formatBytes(sizes.reduce((n, s) => n + s!, 0))})` : '';
 };
 
+/** A line for a file of a group that the server already had elsewhere (same sha256). */
+export const foundLine = (f: FoundFile): string =>
+  f.linked ? `  linked ${f.folder}/${f.filename} to ${f.same_as} (same sha256; nothing downloaded)\n` : `  already there: ${f.folder}/${f.filename} is ${f.same_as} (same sha256); --link links it into place\n`;
+
 async function addGroup(c: CommandContext, answer: GroupAnswer): Promise<number> {
-  const { group, downloads, skipped = [] } = answer;
+  const { group, downloads, skipped = [], found_elsewhere: found = [] } = answer;
   const joined = await alreadyActive(c.api, skipped);
   c.out.write(`Started ${downloads.length} file${downloads.length === 1 ? '' : 's'} of ${group.name}${total(downloads)} as group ${group.id}.\n`);
+  for (const f of found) c.out.write(foundLine(f));
   for (const s of skipped) {
     const following = joined.some((e) => e.dest === `${s.folder}/${s.filename}`);
     c.out.write(`  skipped ${s.folder}/${s.filename}: ${following ? 'already being downloaded; following it' : `${s.error.message} (${s.error.code})`}\n`);
   }
   const all = [...downloads, ...joined];
+  if (all.length === 0 && found.length > 0) return 0; // every file is already here
   if (all.length === 0) {
     c.err.write(`error: nothing of ${group.name} could be started\n`);
     return 1;
@@ -66,13 +72,22 @@ async function addGroup(c: CommandContext, answer: GroupAnswer): Promise<number>
  */
 export async function add(c: CommandContext): Promise<number> {
   const { o } = c;
-  const req: AddRequest = { url: o.url!, folder: o.folder, ...(o.filename ? { filename: o.filename } : {}), ...(o.sha256 ? { sha256: o.sha256 } : {}) };
+  const req: AddRequest = { url: o.url!, folder: o.folder, ...(o.filename ? { filename: o.filename } : {}), ...(o.sha256 ? { sha256: o.sha256 } : {}), ...(o.link ? { link: true } : {}) };
   const { status, body } = await c.api.request<AddAnswer | GroupAnswer>('POST', 'api/downloads', req);
   if (isGroupAnswer(body)) return addGroup(c, body);
   const { download } = body;
   if (status === 409) {
     c.err.write(`error: ${body.error?.message ?? 'Already active'} (${body.error?.code ?? 'ALREADY_ACTIVE'}): ${download.dest} is ${download.status}. Follow it with: npm run cli -- watch\n`);
     return 1;
+  }
+  if (body.status === 'already_exists' && body.same_as) {
+    const size = download.file_size !== null ? ` (${formatBytes(download.file_size)})` : '';
+    c.out.write(
+      body.linked
+        ? `Linked: ${download.dest} is now the same file as ${body.same_as}${size}; nothing downloaded.\n`
+        : `Already there: the same file (sha256) is ${body.same_as}${size}; give --link to link it into ${o.folder} too.\n`,
+    );
+    return 0;
   }
   if (body.status === 'already_exists') {
     c.out.write(`Already there: ${download.dest}${download.file_size !== null ? ` (${formatBytes(download.file_size)})` : ''}; give --filename to save it under another name.\n`);

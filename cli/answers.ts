@@ -8,10 +8,14 @@ import type { Entry, ErrorInfo, GroupAnswer } from '../server/protocol/wire';
 export interface AddAnswer {
   download: Entry;
   status?: 'already_exists';
+  /** The same file (sha256) completed at this other dest: `download` is its entry, unless `linked`. */
+  same_as?: string;
+  /** A hard link to `same_as` was made at the requested dest (`--link`); `download` is its entry. */
+  linked?: boolean;
   error?: ErrorInfo;
 }
 
-export type { GroupAnswer, ModelState, Plan, PlannedModel, SkippedFile as Skipped, WorkflowDownloadAnswer as WorkflowDownload } from '../server/protocol/wire';
+export type { FoundFile, GroupAnswer, ModelState, Plan, PlannedModel, SkippedFile as Skipped, WorkflowDownloadAnswer as WorkflowDownload } from '../server/protocol/wire';
 
 export const isGroupAnswer = (body: unknown): body is GroupAnswer =>
   typeof body === 'object' && body !== null && 'group' in body && Array.isArray((body as GroupAnswer).downloads);

@@ -17,6 +17,8 @@ export interface CliOptions {
   json: boolean;
   /** `add`: return once the server accepted the download instead of waiting for its end. */
   noWait: boolean;
+  /** `add`, `workflow`: a file already completed elsewhere (same sha256) is hard-linked into place. */
+  link?: boolean;
   /** `workflow`: print the plan, start nothing. */
   dryRun: boolean;
 }
@@ -27,12 +29,13 @@ export class UsageError extends Error {}
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
 Commands:
-  add <url> [--folder F] [--filename N] [--sha256 H] [--no-wait]
+  add <url> [--folder F] [--filename N] [--sha256 H] [--link] [--no-wait]
         download a file (folder: checkpoints unless given) and wait for it with a progress bar;
         a Hugging Face repository or folder URL downloads its files, one bar each.
         Exits 0 when it completed or was already there, 1 when it failed or was cancelled.
-        --no-wait returns as soon as the server accepted it.
-  workflow <file.json|file.png> [--dry-run]
+        --no-wait returns as soon as the server accepted it. --link: a file the server already
+        downloaded elsewhere (same sha256) is hard-linked into place instead of named.
+  workflow <file.json|file.png> [--dry-run] [--link]
         the models a ComfyUI workflow (or a PNG saved by ComfyUI) needs, as a table; then
         downloads the missing ones and waits for them. Exits 0 when every model is installed
         at the end, 1 when one failed or has no source. --dry-run prints the table only
@@ -57,6 +60,7 @@ const ONLY_FOR: Record<string, readonly Command[]> = {
   folder: ['add'],
   filename: ['add'],
   sha256: ['add'],
+  link: ['add', 'workflow'],
   'no-wait': ['add'],
   json: ['status'],
   'dry-run': ['workflow'],
@@ -75,6 +79,7 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
         folder: { type: 'string' },
         filename: { type: 'string' },
         sha256: { type: 'string' },
+        link: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         'no-wait': { type: 'boolean', default: false },
         'dry-run': { type: 'boolean', default: false },
@@ -123,5 +128,6 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
     json: values.json,
     noWait: values['no-wait'],
     dryRun: values['dry-run'],
+    ...(values.link ? { link: true } : {}),
   };
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Entry } from '../server/protocol/wire';
 import { formatBytes, hostOf } from '../client/format';
-import { alreadyActive, follow, type CommandContext } from './add';
+import { alreadyActive, follow, foundLine, type CommandContext } from './add';
 import type { Plan, PlannedModel, WorkflowDownload } from './answers';
 import { CliError, type RawBody } from './api';
 import { fit } from './render';
@@ -92,7 +92,7 @@ function shortfall(m: PlannedModel, final: ReadonlyMap<string, Entry>, vanished:
 export async function workflow(c: CommandContext): Promise<number> {
   const file = c.o.file!;
   const body = await readWorkflowFile(file);
-  const query = `?name=${encodeURIComponent(path.basename(file))}`;
+  const query = `?name=${encodeURIComponent(path.basename(file))}${c.o.link ? '&link=true' : ''}`;
   const post = async <T>(route: string): Promise<T> => {
     try {
       return (await c.api.request<T>('POST', `api/workflows/${route}${query}`, body)).body;
@@ -117,12 +117,18 @@ export async function workflow(c: CommandContext): Promise<number> {
   let models = plan.models;
   const followed: Entry[] = [];
   let label = plan.name ?? path.basename(file);
+  /** Models the server already has at another dest (same sha256), not linked: where. */
+  const elsewhere = new Map<string, string>();
   if (startable.length > 0) {
     const started = await post<WorkflowDownload>('download');
     models = started.models;
     label = started.group.name;
     followed.push(...started.downloads, ...(await alreadyActive(c.api, started.skipped ?? [])));
     c.out.write(`\nStarted ${started.downloads.length} download${started.downloads.length === 1 ? '' : 's'} as group ${started.group.name} (${started.group.id}).\n`);
+    for (const f of started.found_elsewhere ?? []) {
+      c.out.write(foundLine(f));
+      if (!f.linked) elsewhere.set(`${f.folder}/${f.filename}`, f.same_as);
+    }
     for (const s of started.skipped ?? []) c.out.write(`  skipped ${s.folder}/${s.filename}: ${s.error.message} (${s.error.code})\n`);
     // A model skipped because it is already being downloaded is followed all the same.
     models = models.map((m) => {
@@ -147,7 +153,9 @@ export async function workflow(c: CommandContext): Promise<number> {
     vanished = tracked.vanished;
   }
 
-  const missing = models.map((m) => ({ m, why: shortfall(m, final, vanished) })).filter((x) => x.why !== undefined);
+  const why = (m: PlannedModel): string | undefined =>
+    elsewhere.has(m.dest) ? `the same file (sha256) is ${elsewhere.get(m.dest)}; run again with --link to link it here` : shortfall(m, final, vanished);
+  const missing = models.map((m) => ({ m, why: why(m) })).filter((x) => x.why !== undefined);
   const installed = models.length - missing.length;
   if (missing.length === 0) {
     c.out.write(`\nEvery model is installed (${installed} of ${models.length}).\n`);

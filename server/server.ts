@@ -13,6 +13,7 @@ import type { AddRequest, AddResult } from './protocol/wire';
 import { createSourceMetadata, createSources } from './sources';
 import { prepareCivitai } from './sources/civitai-intake';
 import { intakeRepo } from './sources/groups';
+import { roomCheck } from './sources/free-space';
 import { mirrorUrl } from './sources/mirror';
 import { createProbe } from './sources/probe';
 import { StatusStore } from './store/status-store';
@@ -108,9 +109,10 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       const result = await intake(prepared.req, { downloader: adder, sources, modelsDir: config.modelsDir }, addOptions);
       return prepared.note ? { ...result, note: prepared.note } : result;
     };
-    const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, add);
+    const room = roomCheck({ modelsDir: config.modelsDir, store });
+    const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, { add, room });
     const probe = createProbe({ sources, agent: downloader.agent });
-    const app = createApp({ config, store, downloader, log, intake: add, repo, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}), ...(fleet ? { fleet } : {}) });
+    const app = createApp({ config, store, downloader, log, intake: add, repo, room, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}), ...(fleet ? { fleet } : {}) });
     const server = http.createServer(app.callback());
     // Long-lived streams are fine; a client that never finishes its request headers is not.
     server.headersTimeout = 30_000;

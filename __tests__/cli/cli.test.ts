@@ -184,6 +184,19 @@ test('add --no-wait returns once the server took it; an existing file is already
   expect(text.out).toMatch(/^✓ loras\/slow\.safetensors .* 100% .*completed\n$/);
 });
 
+test('add of a file the server has elsewhere (same sha256) says where it is, and --link links it (exit 0, nothing fetched)', async () => {
+  srv = await startTestServer();
+  const f = files.addFile('/model.safetensors', { size: 3000 });
+  expect((await cli(['add', f.url, '--folder', 'checkpoints', '--sha256', f.sha256, '--server', srv.url])).code).toBe(0);
+  const requests = files.requests.length;
+  const named = await cli(['add', f.url, '--folder', 'loras', '--sha256', f.sha256, '--server', srv.url]);
+  expect(named).toEqual({ code: 0, err: '', out: 'Already there: the same file (sha256) is checkpoints/model.safetensors (2.93 KB); give --link to link it into loras too.\n' });
+  const linked = await cli(['add', f.url, '--folder', 'loras', '--sha256', f.sha256, '--link', '--server', srv.url]);
+  expect(linked).toEqual({ code: 0, err: '', out: 'Linked: loras/model.safetensors is now the same file as checkpoints/model.safetensors (2.93 KB); nothing downloaded.\n' });
+  expect((await fs.stat(path.join(srv.modelsDir, 'loras', 'model.safetensors'))).nlink).toBe(2);
+  expect(files.requests.length).toBe(requests);
+});
+
 test('API_TOKEN from the environment opens a protected server, over HTTP and the WebSocket', async () => {
   srv = await startTestServer({ API_TOKEN: 'sesame' });
   const without = await cli(['status', '--server', srv.url]);
@@ -478,6 +491,8 @@ describe('pieces', () => {
     expect(() => parseArgs(['status', '--dry-run'], {})).toThrow(/--dry-run is for `workflow`/);
     expect(() => parseArgs(['workflow', 'a.json', '--folder', 'loras'], {})).toThrow(/--folder is for `add`/);
     expect(() => parseArgs(['watch', '--no-wait'], {})).toThrow(/--no-wait is for `add`/);
+    expect(parseArgs(['workflow', 'a.json', '--link'], {})).toMatchObject({ command: 'workflow', link: true });
+    expect(() => parseArgs(['status', '--link'], {})).toThrow(/--link is for `add`, `workflow`/);
   });
 });
 

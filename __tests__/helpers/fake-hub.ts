@@ -13,7 +13,8 @@
  *   asked: paging a branch that moves mixes commits, paging a commit does not;
  * - `onTreePage(fn)` runs after each page is sent (to move a branch mid-listing);
  * - `GET /<repo>/resolve/<rev>/<path>`: LFS files 302 to the CDN with X-Linked-Size / X-Linked-Etag,
- *   files kept in git served directly with their git blob id as ETag;
+ *   files kept in git served directly with their git blob id as ETag (`served` bytes, when a file
+ *   spec gives them, stand for a broken mirror: the listing still describes `data`);
  * - gated repositories: 401 `X-Error-Code: GatedRepo` without a token, 403 before the licence is
  *   accepted (tree and resolve; the revision lookup is public, as model info is on the Hub);
  *   private or missing ones 401 (no token) or 404 `RepoNotFound`; a wrong token 401
@@ -52,10 +53,14 @@ export interface HubFileSpec {
   data: Buffer;
   /** Stored in LFS. @default true except for .json/.txt/.md/.gitattributes/.py/.yaml files */
   lfs?: boolean;
+  /** Bytes `resolve` serves instead of `data`, as a broken mirror would; the listing still describes `data`. */
+  served?: Buffer;
 }
 
 interface StoredFile {
   data: Buffer;
+  /** What `resolve` serves: `data`, unless the spec said otherwise. */
+  served: Buffer;
   lfs: boolean;
   sha256: string;
   /** What the tree's `oid` says: the blob id of the pointer (LFS) or of the bytes. */
@@ -115,7 +120,7 @@ async function startFakeHf(token: string | undefined, prefix: string, pageSize: 
     const lfs = s.lfs ?? !isSmallText(path);
     const sha256 = sha256Of(s.data);
     const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256}\nsize ${s.data.length}\n`);
-    return { data: s.data, lfs, sha256, oid: gitBlobOf(lfs ? pointer : s.data), pointerSize: pointer.length };
+    return { data: s.data, served: s.served ?? s.data, lfs, sha256, oid: gitBlobOf(lfs ? pointer : s.data), pointerSize: pointer.length };
   };
 
   /** The commit a revision names now: a branch's head or a commit id. */
@@ -259,7 +264,7 @@ async function startFakeHf(token: string | undefined, prefix: string, pageSize: 
     if (!f) return hfError(res, 404, 'EntryNotFound', `${path} does not exist on "${rest[0]}"`);
     const common = { 'X-Repo-Commit': sha };
     if (f.lfs) {
-      const location = cdn.put(`${f.sha256}-${crypto.randomBytes(4).toString('hex')}`, f.data, path.split('/').pop()!);
+      const location = cdn.put(`${f.sha256}-${crypto.randomBytes(4).toString('hex')}`, f.served, path.split('/').pop()!);
       res.writeHead(302, {
         ...common,
         Location: location,
@@ -271,8 +276,8 @@ async function startFakeHf(token: string | undefined, prefix: string, pageSize: 
       res.end(`Found. Redirecting to ${location}`);
       return;
     }
-    res.writeHead(200, { ...common, 'Content-Type': 'application/octet-stream', 'Content-Length': f.data.length, ETag: `"${f.oid}"` });
-    res.end(req.method === 'HEAD' ? undefined : f.data);
+    res.writeHead(200, { ...common, 'Content-Type': 'application/octet-stream', 'Content-Length': f.served.length, ETag: `"${f.oid}"` });
+    res.end(req.method === 'HEAD' ? undefined : f.served);
   });
 
   const get = (name: string): Repo => {

@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createGitBlobHasher, gitBlobSha1 } from '../../server/sources/meta/git-blob';
+import { createGitBlobHasher, gitBlobSha1 } from '../../server/downloader/git-blob';
 import { globToRegExp, pathFilter } from '../../server/sources/meta/glob';
 
 describe('gitBlobSha1', () => {

@@ -15,7 +15,7 @@ import type { Logger } from '../logger';
 import { listFolders, packageRoot } from '../disk/paths';
 import type { AddRequest, AddResult, Entry, StatusView } from '../protocol/wire';
 import { checkHost, checkOrigin, checkToken } from './security';
-import type { Add, GroupResult } from '../sources/groups';
+import type { Add, GroupResult, RoomCheck } from '../sources/groups';
 import type { StatusStore } from '../store/status-store';
 import type { Fleet } from '../fleet/fleet';
 
@@ -36,6 +36,8 @@ export interface AppDeps {
   probe?: Probe;
   /** Fleet mode: every server's downloads listed, commands for another server's handed to it. */
   fleet?: Fleet;
+  /** Refuses a group (a workflow's models) whose files do not fit on their disks (507). @default no check */
+  room?: RoomCheck;
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -54,7 +56,13 @@ const isOpenPath = (raw: string): boolean => {
 export function addAnswer(ctx: Context, result: AddResult): void {
   if (result.outcome === 'already_exists') {
     ctx.status = 200;
-    ctx.body = { status: 'already_exists', download: result.download, ...(result.note ? { note: result.note } : {}) };
+    ctx.body = {
+      status: 'already_exists',
+      download: result.download,
+      ...(result.same_as ? { same_as: result.same_as } : {}),
+      ...(result.linked ? { linked: true } : {}),
+      ...(result.note ? { note: result.note } : {}),
+    };
   } else {
     ctx.status = 202;
     ctx.body = { download: result.download, ...(result.note ? { note: result.note } : {}) };
@@ -182,7 +190,7 @@ export function createApp(deps: AppDeps): Koa {
 
   // In fleet mode a plan says "downloading" for a model another server has under way, too.
   const downloads = fleet ? { get: (dest: string) => fleet.entryFor(dest) } : store;
-  registerWorkflowRoutes(router, { config, store: downloads, catalog: deps.catalog, probe: deps.probe, add });
+  registerWorkflowRoutes(router, { config, store: downloads, catalog: deps.catalog, probe: deps.probe, add, room: deps.room });
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));

@@ -19,7 +19,7 @@ import { mirrorUrl } from '../sources/mirror';
 import { loadModelList } from '../workflows/model-list';
 import { parseWorkflowBytes, parseWorkflowPng, type ParsedWorkflow } from '../workflows/parse';
 import { planModels, startable, type Plan, type Probe } from '../workflows/plan';
-import { startGroup, type Add } from '../sources/groups';
+import { startGroup, type Add, type GroupItem, type RoomCheck } from '../sources/groups';
 import { catalogSources, indexSources } from '../workflows/source-index';
 
 export type { Probe } from '../workflows/plan';
@@ -38,6 +38,8 @@ export interface WorkflowRouteDeps {
   probe?: Probe | undefined;
   /** Starts one download (intake); without it there is no download route. */
   add?: Add | undefined;
+  /** Refuses a group whose files do not fit on their disks (507). @default no check */
+  room?: RoomCheck | undefined;
 }
 
 const knowsNothing: Probe = async () => ({});
@@ -60,6 +62,15 @@ function planName(ctx: Context): string | undefined {
   if (typeof raw !== 'string') return undefined;
   const name = raw.replace(/\p{Cc}/gu, '').trim().replace(/\.(json|png)$/i, '').slice(0, 200);
   return name || undefined;
+}
+
+/** `?link=true` (or `1`): models already completed elsewhere (same sha256) are hard-linked into place. */
+function linkParam(ctx: Context): boolean {
+  const raw = ctx.query.link;
+  if (raw === undefined) return false;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw badRequest('INVALID_BODY', 'Expected `?link=` to be true or false');
 }
 
 /** A workflow → its plan, reading the extra paths, catalog and model list as they are now. */
@@ -104,8 +115,14 @@ export function registerWorkflowRoutes(router: Router, deps: WorkflowRouteDeps):
    */
   router.post('/api/workflows/download', async (ctx) => {
     const name = planName(ctx);
+    const link = linkParam(ctx);
     const plan = await planWorkflow(await readWorkflow(ctx), deps, name);
-    const started = await startGroup(plan.name ?? 'workflow', startable(plan), add);
+    const sizes = new Map(plan.models.map((m) => [m.dest, m.size]));
+    const items: GroupItem[] = startable(plan).map((req) => {
+      const size = sizes.get(`${req.folder}/${req.filename}`);
+      return { req: link ? { ...req, link } : req, ...(size !== undefined ? { size } : {}) };
+    });
+    const started = await startGroup(plan.name ?? 'workflow', items, { add, room: deps.room });
     const byDest = new Map(started.downloads.map((d) => [d.dest, d]));
     const skipped = new Map(started.skipped.map((s) => [`${s.folder}/${s.filename}`, s.error]));
     const models = plan.models.map((m) => {
@@ -115,6 +132,12 @@ export function registerWorkflowRoutes(router: Router, deps: WorkflowRouteDeps):
       return error ? { ...m, error } : m;
     });
     ctx.status = 202;
-    ctx.body = { group: started.group, models, downloads: started.downloads, ...(started.skipped.length ? { skipped: started.skipped } : {}) };
+    ctx.body = {
+      group: started.group,
+      models,
+      downloads: started.downloads,
+      ...(started.skipped.length ? { skipped: started.skipped } : {}),
+      ...(started.found_elsewhere.length ? { found_elsewhere: started.found_elsewhere } : {}),
+    };
   });
 }

@@ -182,7 +182,15 @@ export class WsHub {
           // May ask the source for the file's name first: answered when that is done.
           const add = this.o.intake ?? (async (req: AddRequest) => d.add(req));
           add(cmd as AddRequest).then(
-            (result) => this.reply(c, { type: 'ack', request_id: requestId, status: result.outcome, download: result.download }),
+            (result) =>
+              this.reply(c, {
+                type: 'ack',
+                request_id: requestId,
+                status: result.outcome,
+                download: result.download,
+                ...(result.same_as ? { same_as: result.same_as } : {}),
+                ...(result.linked ? { linked: true } : {}),
+              }),
             (err: unknown) => this.replyError(c, requestId, err),
           );
           return;

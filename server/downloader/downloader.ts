@@ -27,6 +27,7 @@ import { maintain, mergeExternal } from './maintenance';
 import { adoptOrphans } from './orphans';
 import { createTransition, type Transition } from './transition';
 import { runClaimed, type DestClaims } from './claims';
+import { findSameFile, offerSameFile } from './known-files';
 
 export interface DownloaderOptions {
   store: StatusStore;
@@ -71,6 +72,8 @@ export interface AddOptions {
   group?: GroupRef;
   /** The size a listing gave (Hugging Face): shown before the transfer says it. */
   size?: number;
+  /** A Hugging Face file kept in git: its blob id from the listing, checked at the end (verify.ts). */
+  gitOid?: string;
 }
 
 /** The queue and the commands of every download (see the top of this file). */
@@ -167,6 +170,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       throw badRequest('INVALID_SHA256', 'Expected `sha256` to be 64 hexadecimal digits');
     }
     if (req.overwrite !== undefined && typeof req.overwrite !== 'boolean') throw badRequest('INVALID_BODY', 'Expected `overwrite` to be true or false');
+    if (req.link !== undefined && typeof req.link !== 'boolean') throw badRequest('INVALID_BODY', 'Expected `link` to be true or false');
     if (req.filename !== undefined && typeof req.filename !== 'string') throw badRequest('INVALID_FILENAME', 'Expected `filename` to be a string');
     const filename = req.filename || filenameFromUrl(source);
     if (!filename) throw badRequest('FILENAME_REQUIRED', 'The URL does not end in a file name; give `filename`');
@@ -188,7 +192,10 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
           : createEntry({ ...d, url: redactUrl(source), status: 'completed', file_size: stat.size, downloaded: stat.size });
       return { outcome: 'already_exists', download };
     }
-    const entry = createEntry({ ...d, url: redactUrl(source), ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(options.group ? { group: options.group } : {}), ...(options.size !== undefined ? { file_size: options.size } : {}) });
+    // The same file (by sha256) completed at another dest: offered instead of a second download.
+    const same = req.sha256 && !req.overwrite ? findSameFile(this.store.all(), this.o.modelsDir, req.sha256, d.dest) : undefined;
+    if (same) return offerSameFile(same, { dest: d, url: redactUrl(source), link: req.link === true, ...(options.group ? { group: options.group } : {}) }, { store: this.store, log: this.log });
+    const entry = createEntry({ ...d, url: redactUrl(source), ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(options.gitOid ? { git_oid: options.gitOid } : {}), ...(options.group ? { group: options.group } : {}), ...(options.size !== undefined ? { file_size: options.size } : {}) });
     this.sources.set(d.dest, source);
     this.store.put(entry);
     this.enqueue(d.dest);

@@ -4,7 +4,9 @@
  * to hash after the last byte), else from a checksum pass over the whole `.part` (also when that
  * worker failed) — the rename of the `.part` to its final name, and the shortcut for a file a
  * killed server had already renamed but not yet recorded. Without an expected sha256, the one
- * computed while downloading is recorded on the entry when it is ready at little cost.
+ * computed while downloading is recorded on the entry when it is ready at little cost. A small
+ * file kept in git (Hugging Face) is checked by its git blob id (`git_oid`) in a pass after the
+ * transfer, which records its sha256 too.
  */
 import fs from 'node:fs';
 import type { Entry } from '../protocol/wire';
@@ -12,6 +14,7 @@ import { nowSeconds } from '../store/entry';
 import { commitPart, hashFile, partPath, readMeta, removePart } from '../disk/part-file';
 import type { PrefixHash } from '../disk/prefix-hash';
 import { SpeedMeter } from './speed-meter';
+import { fileBlobDigests } from './git-blob';
 import type { AttemptResult, TransferState } from './transfer';
 import { advance, fail, update, type Job, type JobDeps } from './job';
 
@@ -51,6 +54,17 @@ export async function finish(deps: JobDeps, job: Job, result: AttemptResult, sta
   } else if (following && result.size - following.hashed <= CHEAP_TAIL) {
     computed = await inflightDigest(deps, job, following, result.size);
   }
+  if (entry.git_oid) {
+    // A small file kept in git: hashed after the transfer (its sha256 with it, to be remembered).
+    const digests = await fileBlobDigests(partPath(job.abs), signal);
+    if (digests.gitOid !== entry.git_oid) {
+      job.guard?.();
+      await removePart(job.abs);
+      fail(deps, job, 'GIT_OID_MISMATCH', `The downloaded file's git blob id is ${digests.gitOid}, but Hugging Face lists ${entry.git_oid}; the file was discarded`, 0);
+      return;
+    }
+    if (!entry.sha256) computed = digests.sha256;
+  }
   signal.throwIfAborted();
   job.guard?.(); // fleet mode: never rename a `.part` another server now owns
   await commitPart(job.abs);
@@ -76,6 +90,11 @@ export async function alreadyFinished(deps: JobDeps, job: Job, e: Entry): Promis
     const digest = await hashFile(job.abs, () => undefined, job.controller.signal).catch(() => undefined);
     if (job.controller.signal.aborted) return true; // paused or removed meanwhile: the command owns the entry
     if (digest !== e.sha256) return false; // not ours after all: fetch it again (it replaces the file only when whole)
+  }
+  if (e.git_oid) {
+    const digests = await fileBlobDigests(job.abs, job.controller.signal).catch(() => undefined);
+    if (job.controller.signal.aborted) return true;
+    if (digests?.gitOid !== e.git_oid) return false;
   }
   const done = advance(deps, job, 'completed', { speed: 0, eta: null, completion_time: nowSeconds(), error: undefined });
   if (!done) return true;

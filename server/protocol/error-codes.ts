@@ -81,6 +81,7 @@ export const ERROR_CODES = {
   INCOMPLETE: 'The connection closed before the whole file arrived; retried',
   SIZE_MISMATCH: 'The file is not the size its server or source announced',
   SHA256_MISMATCH: 'The file\'s sha256 is not the expected one; the file was discarded',
+  GIT_OID_MISMATCH: 'The file\'s git blob id is not the one Hugging Face lists; the file was discarded',
   BAD_RANGE: 'The server answered another byte range than asked for; retried',
   RANGE_NOT_SATISFIABLE: 'The server could not serve the rest of the file (416); started over',
   CHANGED_UPSTREAM: 'The file changed on its server while segments were fetched; started over',
@@ -119,6 +120,8 @@ export const ERROR_CODES = {
   ENOENT: 'A folder of the path is missing and could not be created',
   EIO: 'The disk reported an I/O error (or accepted no bytes)',
   EFBIG: 'The file is larger than the disk or file system allows',
+  EXDEV: '`link`: the file with the same sha256 is on another file system; a hard link cannot cross it (409)',
+  EMLINK: '`link`: the file with the same sha256 has as many hard links as its file system allows (409)',
 } as const satisfies Record<string, string>;
 
 export type RegisteredErrorCode = keyof typeof ERROR_CODES;

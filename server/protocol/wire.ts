@@ -54,6 +54,11 @@ export interface Entry {
   completion_time?: number;
   error?: ErrorInfo;
   sha256?: string;
+  /**
+   * Files kept in git on Hugging Face (not LFS): the blob id its listing gives, sha1 of
+   * `blob <size>\0` followed by the bytes. The finished file must match it (`GIT_OID_MISMATCH`).
+   */
+  git_oid?: string;
   attempts: number;
   /** Set when started as part of a workflow or a Hugging Face folder/repo. */
   group?: GroupRef;
@@ -101,6 +106,10 @@ export interface AckMessage {
   /** For `start`: whether a transfer began or the file was already there. */
   status?: 'started' | 'already_exists';
   download?: Entry;
+  /** For `start`: as `AddResult.same_as`. */
+  same_as?: string;
+  /** For `start`: as `AddResult.linked`. */
+  linked?: boolean;
   removed_count?: number;
   /** Fleet mode: the command was handed to the server that owns the download (its name). */
   forwarded_to?: string;
@@ -122,6 +131,7 @@ export interface StartCommand {
   filename?: string;
   sha256?: string;
   overwrite?: boolean;
+  link?: boolean;
 }
 export interface IdCommand {
   type: 'pause' | 'resume' | 'cancel' | 'retry';
@@ -142,13 +152,27 @@ export interface AddRequest {
   folder: string;
   filename?: string;
   sha256?: string;
+  /** Fetch the file even when it is at `dest`, or a file with the same sha256 is elsewhere. */
   overwrite?: boolean;
+  /**
+   * When a completed download with the same sha256 is elsewhere under MODELS_DIR: put a hard link
+   * to it at `dest` (same file system only) instead of answering where it is.
+   */
+  link?: boolean;
 }
 export interface AddResult {
   outcome: 'started' | 'already_exists';
   download: Entry;
   /** Something the user should know about what was started (Civitai: which version was picked). */
   note?: string;
+  /**
+   * `already_exists` because a completed download with the same sha256 is at another `dest`:
+   * that `dest`. Without `linked`, `download` is that download's entry and nothing is at the
+   * requested `dest`.
+   */
+  same_as?: string;
+  /** With `link: true`: a hard link to `same_as` was made at the requested `dest`; `download` is its new `completed` entry. */
+  linked?: boolean;
 }
 
 // ---- Groups and workflows ---------------------------------------------------------------------
@@ -160,11 +184,23 @@ export interface SkippedFile {
   error: ErrorInfo;
 }
 
+/** A file of a group that a completed download with the same sha256 already is, at another `dest`. */
+export interface FoundFile {
+  folder: string;
+  filename: string;
+  /** Where the file with the same sha256 is (relative to MODELS_DIR). */
+  same_as: string;
+  /** A hard link to it was made at `<folder>/<filename>` (`link: true`); its `completed` entry is in `downloads`. */
+  linked: boolean;
+}
+
 /** `POST /api/downloads` for a Hugging Face folder or repository: 202. */
 export interface GroupAnswer {
   group: GroupRef;
   downloads: Entry[];
   skipped?: SkippedFile[];
+  /** Files not fetched because the same file (by sha256) is already elsewhere under MODELS_DIR. */
+  found_elsewhere?: FoundFile[];
 }
 
 /** `POST /api/groups/:id/<command>`: the downloads the command changed (or handed on), and those it left, with why. */

@@ -6,30 +6,16 @@
  * When Civitai's API cannot describe it (down, or it knows no such version), the download goes on as
  * before, unverified, and the log says so: the download URL then says best what is wrong.
  */
-import fs from 'node:fs';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { AddRequest } from '../protocol/wire';
 import type { CivitaiMetadata } from './civitai-meta';
+import { freeBytes } from './free-space';
 
 export interface CivitaiPrepared {
   req: AddRequest;
   /** Said to the user: the version was picked for them. */
   note?: string;
-}
-
-/** Bytes free for an unprivileged writer on the disk holding `dir` (or its nearest existing parent). */
-function freeBytes(dir: string): number | undefined {
-  for (let d = dir; ; ) {
-    try {
-      const s = fs.statfsSync(d);
-      return s.bavail * s.bsize;
-    } catch {
-      const parent = d.replace(/[/\\][^/\\]*$/, '');
-      if (!parent || parent === d) return undefined;
-      d = parent;
-    }
-  }
 }
 
 export async function prepareCivitai(req: AddRequest, deps: { civitai: CivitaiMetadata; modelsDir: string; log: Logger }): Promise<CivitaiPrepared> {

@@ -12,7 +12,7 @@ import { createApiClient, nextLink, type Agents, type ApiClient, type ApiErrorIn
 import { pathFilter } from './meta/glob';
 import { endpoint as makeEndpoint, type Endpoint } from './types';
 
-export { gitBlobSha1, createGitBlobHasher, type GitBlobHasher } from './meta/git-blob';
+export { gitBlobSha1, createGitBlobHasher, type GitBlobHasher } from '../downloader/git-blob';
 export { globToRegExp, pathFilter } from './meta/glob';
 
 export type HfRepoType = 'model' | 'dataset';

@@ -16,9 +16,11 @@ export function createEntry(init: {
   filename: string;
   url: string;
   sha256?: string;
+  git_oid?: string;
   status?: DownloadStatus;
   file_size?: number | null;
   downloaded?: number;
+  completion_time?: number;
   group?: GroupRef;
 }): Entry {
   const t = nowSeconds();
@@ -38,7 +40,9 @@ export function createEntry(init: {
     timestamp: t,
     attempts: 0,
   };
+  if (init.completion_time !== undefined) entry.completion_time = init.completion_time;
   if (init.sha256) entry.sha256 = init.sha256.toLowerCase();
+  if (init.git_oid) entry.git_oid = init.git_oid.toLowerCase();
   if (init.group) entry.group = { id: init.group.id, name: init.group.name };
   entry.progress = progressOf(entry.downloaded, entry.file_size);
   return entry;
@@ -120,6 +124,7 @@ export function parseEntry(key: string, value: unknown): Entry | string {
   };
   if (isNum(v.completion_time)) entry.completion_time = v.completion_time;
   if (isStr(v.sha256) && /^[0-9a-f]{64}$/i.test(v.sha256)) entry.sha256 = v.sha256.toLowerCase();
+  if (isStr(v.git_oid) && /^[0-9a-f]{40}$/i.test(v.git_oid)) entry.git_oid = v.git_oid.toLowerCase();
   const group = parseGroup(v.group);
   if (group) entry.group = group;
   const err = v.error as Record<string, unknown> | undefined;

@@ -1,0 +1,150 @@
+/**
+ * "Already have it": a completed download remembers its sha256 (the expected one, or the one
+ * computed while it was verified), so a request that names the same sha256 for another
+ * destination is answered with where the file already is — or, with `link: true`, by a hard link
+ * at the new destination and a `completed` entry for it, without a byte fetched.
+ *
+ * A completed entry is trusted as long as its file is still there as it was left: a regular file
+ * (not a link to elsewhere) of the entry's size, not modified since the download completed (its
+ * mtime no later than `completion_time`, with a little slack for a network volume's clock). The
+ * file is not hashed again: that would read 30 GB inside a request. A file rewritten in place to
+ * the same size with its mtime set back is not noticed; anything else falls back to a download.
+ *
+ * Everything here is synchronous: Downloader.add calls it between its duplicate check and
+ * store.put, where nothing may await (two requests in one tick must not both pass).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { AppError, errnoOf } from '../errors';
+import type { Logger } from '../logger';
+import { metaPath, partPath } from '../disk/part-file';
+import { resolveDest, type Destination } from '../disk/paths';
+import type { AddResult, Entry, GroupRef } from '../protocol/wire';
+import { createEntry, nowSeconds } from '../store/entry';
+import type { StatusStore } from '../store/status-store';
+
+/** A completed download whose file is still there, as it was left. */
+export interface SameFile {
+  entry: Entry;
+  /** Absolute path of its file. */
+  abs: string;
+  size: number;
+}
+
+/**
+ * How much later than `completion_time` a file's mtime may be and still count as unchanged: the
+ * mtime is the volume's clock (an NFS server's), `completion_time` ours. A larger skew only costs
+ * a download that was not needed.
+ */
+const MTIME_SLACK_MS = 2000;
+
+/** Whether an entry's final file is still there as it completed; its size when it is. */
+export function unchangedSince(entry: Entry, abs: string): number | undefined {
+  if (entry.status !== 'completed' || entry.file_size === null || entry.completion_time === undefined) return undefined;
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(abs, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (!st?.isFile() || st.size !== entry.file_size) return undefined;
+  if (st.mtimeMs > entry.completion_time * 1000 + MTIME_SLACK_MS) return undefined;
+  return st.size;
+}
+
+/**
+ * A completed download with this sha256 at a `dest` other than `exceptDest`, whose file is still
+ * there unchanged; undefined when there is none.
+ */
+export function findSameFile(entries: Iterable<Entry>, modelsDir: string, sha256: string, exceptDest: string): SameFile | undefined {
+  const want = sha256.toLowerCase();
+  for (const entry of entries) {
+    if (entry.sha256 !== want || entry.status !== 'completed' || entry.dest === exceptDest) continue;
+    let abs: string;
+    try {
+      abs = resolveDest(modelsDir, entry.folder, entry.filename).abs;
+    } catch {
+      continue;
+    }
+    const size = unchangedSince(entry, abs);
+    if (size !== undefined) return { entry, abs, size };
+  }
+  return undefined;
+}
+
+export interface Offer {
+  /** Where the request would put the file. */
+  dest: Destination;
+  /** The request's URL, credentials removed (kept on a linked entry). */
+  url: string;
+  /** Make a hard link at `dest` (the request's `link: true`). */
+  link: boolean;
+  group?: GroupRef;
+}
+
+/**
+ * The answer to a request for a file that is already at `same`: `already_exists` with `same_as`,
+ * or with `link`, a hard link at the requested destination and a new `completed` entry for it
+ * (in the store). A link that cannot be made (another file system: EXDEV) is a 409 that changes
+ * nothing: the user asked not to spend the bytes, so none are spent without being asked again.
+ */
+export function offerSameFile(same: SameFile, offer: Offer, deps: { store: StatusStore; log: Logger }): AddResult {
+  const d = offer.dest;
+  if (!offer.link) return { outcome: 'already_exists', download: same.entry, same_as: same.entry.dest };
+  let made: string | undefined;
+  try {
+    made = fs.mkdirSync(path.dirname(d.abs), { recursive: true });
+    fs.linkSync(same.abs, d.abs);
+  } catch (err) {
+    // A refused request changes nothing: the folders made for the link go again.
+    if (made) fs.rmSync(made, { recursive: true, force: true });
+    throw linkError(err, same.entry.dest, d);
+  }
+  // The `.part` of an earlier attempt at this destination is of no use now that the file is whole.
+  for (const side of [partPath(d.abs), metaPath(d.abs)]) {
+    try {
+      fs.rmSync(side, { force: true });
+    } catch (err) {
+      deps.log.warn(`${d.dest}: could not remove its old ${path.basename(side)}: ${(err as Error).message}`);
+    }
+  }
+  const entry = createEntry({
+    dest: d.dest,
+    folder: d.folder,
+    filename: d.filename,
+    url: offer.url,
+    status: 'completed',
+    file_size: same.size,
+    downloaded: same.size,
+    completion_time: nowSeconds(),
+    ...(same.entry.sha256 ? { sha256: same.entry.sha256 } : {}),
+    ...(offer.group ? { group: offer.group } : {}),
+  });
+  deps.store.put(entry);
+  deps.log.info(`${d.dest}: linked to ${same.entry.dest} (same sha256), nothing downloaded`);
+  return { outcome: 'already_exists', download: entry, same_as: same.entry.dest, linked: true };
+}
+
+/** Why a hard link could not be made, in the user's terms (destinations, never the server's paths). */
+function linkError(err: unknown, sameAs: string, d: Destination): AppError {
+  const code = errnoOf(err) ?? 'EIO';
+  const second = 'to download a second copy instead, ask again with `overwrite: true`';
+  let why: string;
+  switch (code) {
+    case 'EXDEV':
+      why = `${sameAs} is on another file system than ${d.folder}, and a hard link cannot cross file systems`;
+      break;
+    case 'EMLINK':
+      why = `${sameAs} already has as many hard links as its file system allows`;
+      break;
+    case 'EPERM':
+      why = `the file system of ${d.folder} does not allow a hard link there (EPERM)`;
+      break;
+    case 'EEXIST':
+      why = `a file appeared at ${d.dest} meanwhile`;
+      break;
+    default:
+      why = `${code}${typeof (err as NodeJS.ErrnoException).syscall === 'string' ? ` (${(err as NodeJS.ErrnoException).syscall})` : ''}`;
+  }
+  return new AppError(code, `Cannot link ${d.dest} to ${sameAs}, the same file (sha256): ${why}; ${second}`, { status: 409, cause: err });
+}

@@ -1,0 +1,111 @@
+/**
+ * Free space before a download starts: a Civitai file whose API gives its size, and a group (the
+ * files of a Hugging Face folder or repository, the missing models of a workflow) whose listing
+ * or plan gives their sizes. What does not fit answers `507 INSUFFICIENT_SPACE` before anything
+ * starts, rather than a disk-full error half-way through a 30 GB group.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { AppError } from '../errors';
+import { partPath } from '../disk/part-file';
+import { resolveDest } from '../disk/paths';
+import { findSameFile } from '../downloader/known-files';
+import { isFinished } from '../protocol/status';
+import type { Entry } from '../protocol/wire';
+import type { GroupItem, RoomCheck } from './groups';
+
+/** The folder itself, or its nearest parent that exists (a group's subfolders are made later). */
+function nearestDir(dir: string): string | undefined {
+  for (let d = dir; ; ) {
+    if (fs.statSync(d, { throwIfNoEntry: false })?.isDirectory()) return d;
+    const parent = path.dirname(d);
+    if (parent === d) return undefined;
+    d = parent;
+  }
+}
+
+/** Bytes free for an unprivileged writer on the disk holding `dir` (or its nearest existing parent). */
+export function freeBytes(dir: string): number | undefined {
+  const at = nearestDir(dir);
+  if (at === undefined) return undefined;
+  try {
+    const s = fs.statfsSync(at);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `812 KB (831,488 bytes)`: a size people read, and the exact count. */
+export function formatBytes(n: number): string {
+  const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  const shown = i === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+  return i === 0 ? shown : `${shown} (${n.toLocaleString('en-US')} bytes)`;
+}
+
+/** Bytes of the file already in its `.part` (allocated ones: a segmented `.part` is sparse). */
+function bytesInPart(abs: string, size: number): number {
+  const st = fs.statSync(partPath(abs), { throwIfNoEntry: false });
+  if (!st?.isFile() || st.size > size) return 0; // none, or a different file: it starts over
+  return Math.min(st.size, st.blocks * 512);
+}
+
+export interface RoomDeps {
+  modelsDir: string;
+  /** The downloads (StatusStore): a file being downloaded is not counted twice; a completed one with the same sha256 needs no bytes. */
+  store: { all(): Entry[]; get(dest: string): Entry | undefined };
+}
+
+/**
+ * The check a group makes before it starts (see groups.ts): the known sizes of its files, less
+ * what is already on disk — a file at its destination, the same file (by sha256) completed
+ * elsewhere, bytes already in a `.part`, a destination already being downloaded — summed per disk
+ * (a folder may be another mount) against that disk's free space. Files of unknown size count 0.
+ */
+export function roomCheck(deps: RoomDeps): RoomCheck {
+  return (what, items) => {
+    const entries = deps.store.all();
+    const disks = new Map<number, { need: number; files: number; free: number; folder: string }>();
+    for (const { req, size } of items) {
+      if (size === undefined || size <= 0) continue;
+      let d;
+      try {
+        d = resolveDest(deps.modelsDir, req.folder, req.filename);
+      } catch {
+        continue; // refused when it is started: skipped, with its reason
+      }
+      const entry = deps.store.get(d.dest);
+      if (entry && !isFinished(entry.status)) continue; // its bytes are under way already
+      if (!req.overwrite) {
+        if (fs.statSync(d.abs, { throwIfNoEntry: false })?.isFile()) continue;
+        if (req.sha256 && findSameFile(entries, deps.modelsDir, req.sha256, d.dest)) continue;
+      }
+      const need = size - bytesInPart(d.abs, size);
+      if (need <= 0) continue;
+      const dir = nearestDir(path.dirname(d.abs));
+      if (dir === undefined) continue;
+      const dev = fs.statSync(dir).dev;
+      const disk = disks.get(dev) ?? { need: 0, files: 0, free: Infinity, folder: d.folder.split('/')[0]! };
+      disk.need += need;
+      disk.files++;
+      disk.free = Math.min(disk.free, freeBytes(dir) ?? Infinity);
+      disks.set(dev, disk);
+    }
+    for (const disk of disks.values()) {
+      if (disk.need > disk.free) {
+        const files = disk.files === 1 ? 'its 1 file' : `its ${disk.files} files`;
+        throw new AppError(
+          'INSUFFICIENT_SPACE',
+          `${what} needs ${formatBytes(disk.need)} more for ${files} in ${disk.folder}, and that disk has ${formatBytes(disk.free)} free; free some space first (nothing was started)`,
+          { status: 507 },
+        );
+      }
+    }
+  };
+}
