@@ -154,3 +154,30 @@ test('a probe whose 206 does not add up: one connection, from the start, no rang
   expect(asked).toEqual(['bytes=0-0']); // then one plain GET
   expect(srv.log.lines.some((l) => /Content-Length \(2\) is not the length of its Content-Range \(bytes 0-0\/\d+\); one connection/.test(l))).toBe(true);
 });
+
+test('a range split while its answer is on its way is checked against what was asked, not against its new end', async () => {
+  srv = await startTestServer({ CONNECTIONS: '2' }, { downloader: { minSegmentBytes: 256 * KiB } });
+  const data = crypto.randomBytes(SIZE); // two ranges of 1 MiB
+  const asked: string[] = [];
+  const half = SIZE / 2;
+  let release: (() => void) | undefined;
+  const route = rangeRoute(() => data, asked, () => undefined);
+  files.route('/split.bin', (req, res) => {
+    if (req.headers.range === `bytes=${half}-${SIZE - 1}`) {
+      // Held until the idle connection has taken the upper half of this range: then the honest answer to what was asked.
+      release = () => route(req, res);
+      return;
+    }
+    route(req, res);
+    if (release && new RegExp(`^bytes=(\\d+)-${SIZE - 1}$`).test(req.headers.range ?? '') && req.headers.range !== `bytes=${half}-${SIZE - 1}`) {
+      release();
+      release = undefined;
+    }
+  });
+  const e = await settle(srv, `${files.url}/split.bin`);
+  expect(e.status).toBe('completed');
+  await expectExactFile(srv, 'split.bin', data);
+  expect(srv.log.lines.some((l) => l.includes('split range'))).toBe(true);
+  expect(srv.log.lines.filter((l) => /were asked for/.test(l))).toEqual([]);
+  expect(asked.filter((r) => r.startsWith(`bytes=${half}-`))).toEqual([`bytes=${half}-${SIZE - 1}`]); // answered once, written up to the split
+});

@@ -251,9 +251,11 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const fetchSegment = async (l: Live): Promise<void> => {
     const seg = l.seg;
     const from = seg.start + seg.done;
+    // What is asked: the range may shrink (stolen from) before its answer comes, never the request.
+    const to = seg.end - 1;
     l.lastData = Date.now();
-    o.onRange?.(from, seg.end - 1);
-    const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
+    o.onRange?.(from, to);
+    const headers: Record<string, string> = { Range: `bytes=${from}-${to}` };
     if (validator) headers['If-Range'] = validator;
     const asked = Date.now();
     const res = await openSource(o.source, headers, local.signal, o.agent);
@@ -273,7 +275,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       // The rules of every range appended to stored bytes (the one-connection resume's too): it
       // starts where asked, ends no later, its Content-Length is its length, and its total is the
       // size every range of this download had.
-      checkContentRange(res.headers['content-range'], { start: from, end: seg.end - 1, total, contentLength: res.headers['content-length'] });
+      checkContentRange(res.headers['content-range'], { start: from, end: to, total, contentLength: res.headers['content-length'] });
     } catch (err) {
       res.body.destroy();
       const said = parseContentRange(res.headers['content-range'])?.total;
