@@ -10,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
 import { redactUrl } from '../net/url-policy';
+import { checkContentRange, type ContentRange } from '../net/content-range';
 import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from '../disk/part-file';
 import type { Pump } from '../net/raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
@@ -250,9 +251,11 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
   const fetchSegment = async (l: Live): Promise<void> => {
     const seg = l.seg;
     const from = seg.start + seg.done;
+    // What is asked: the range may shrink (stolen from) before its answer comes, never the request.
+    const to = seg.end - 1;
     l.lastData = Date.now();
-    o.onRange?.(from, seg.end - 1);
-    const headers: Record<string, string> = { Range: `bytes=${from}-${seg.end - 1}` };
+    o.onRange?.(from, to);
+    const headers: Record<string, string> = { Range: `bytes=${from}-${to}` };
     if (validator) headers['If-Range'] = validator;
     const asked = Date.now();
     const res = await openSource(o.source, headers, local.signal, o.agent);
@@ -268,10 +271,23 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       res.body.destroy();
       throw failureFor(res, o.source);
     }
-    const range = parseContentRange(res.headers['content-range']);
-    if (!range || range.start !== from || range.total !== total) {
+    try {
+      // The rules of every range appended to stored bytes (the one-connection resume's too): it
+      // starts where asked, ends no later, its Content-Length is its length, and its total is the
+      // size every range of this download had.
+      checkContentRange(res.headers['content-range'], { start: from, end: to, total, contentLength: res.headers['content-length'] });
+    } catch (err) {
       res.body.destroy();
-      throw new AppError('BAD_RANGE', `${res.url.host} answered a different range than asked for`, { retryable: true });
+      const said = parseContentRange(res.headers['content-range'])?.total;
+      if (typeof said === 'number' && said !== total) {
+        // Another size: the file changed upstream, and If-Range could not tell (no ETag, or the
+        // same one). Never splice two versions: start over, as the one-connection resume does.
+        o.guard?.();
+        await removePart(o.abs);
+        throw new AppError('CHANGED_UPSTREAM', `${res.url.host}: ${(err as Error).message}; starting over`, { retryable: true, cause: err });
+      }
+      // Not a byte of this answer is written; the range is asked again (and the attempt fails when it keeps coming).
+      throw new AppError((err as AppError).code, `${res.url.host}: ${(err as Error).message}`, { retryable: true, cause: err });
     }
     await refuseNonFile(res, o.abs, o.source);
     const base = seg.done;
@@ -374,7 +390,15 @@ async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENT
     }
     await refuseNonFile(res, o.abs, o.source);
     res.body.destroy();
-    const range = res.status === 206 ? parseContentRange(res.headers['content-range']) : undefined;
+    let range: ContentRange | undefined;
+    if (res.status === 206) {
+      try {
+        range = checkContentRange(res.headers['content-range'], { start: 0, end: 0, contentLength: res.headers['content-length'] });
+      } catch (err) {
+        // No range of this server is to be trusted: one connection, which asks for no range at first.
+        o.log?.(`${path.basename(o.abs)}: ${res.url.host}: ${(err as Error).message}; one connection`);
+      }
+    }
     const total = range?.total ?? null;
     const minSegment = o.minSegmentBytes ?? 4 * 1024 * 1024;
     if (!range || total === null || total < 2 * minSegment) return NOT_SEGMENTABLE;

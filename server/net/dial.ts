@@ -48,6 +48,8 @@ export interface ConnectionOptions {
   isSelf?: ((address: string | undefined, port: number | undefined) => boolean) | undefined;
 }
 
+/** What reaching the other end needs of a connection's options (a tunnel for node:https too: tunnel-agent.ts). */
+export type DialOptions = Pick<ConnectionOptions, 'key' | 'url' | 'tls' | 'timeouts' | 'proxy' | 'sessions'>;
 
 export const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`;
 
@@ -65,7 +67,7 @@ export function proxyUnreachable(proxy: ProxyServer, err: Error): AppError {
  * TLS on `socket` (TCP connecting to the host, or a tunnel that is up): its time limit (armed with
  * the connection's `limits`), its session kept for the next connection, and `up` once it is done.
  */
-export function handshake(socket: tls.TLSSocket, o: ConnectionOptions, limits: Pick<TunnelHooks, 'arm'>, up: () => void): void {
+export function handshake(socket: tls.TLSSocket, o: DialOptions, limits: Pick<TunnelHooks, 'arm'>, up: () => void): void {
   const tlsUp = (): void => limits.arm(o.timeouts.tlsMs, () => timeoutError('TLS_TIMEOUT', `${o.url.host} accepted the connection but did not finish the TLS handshake in ${seconds(o.timeouts.tlsMs)}`));
   if (o.proxy) tlsUp(); // the TCP connection (the tunnel) is up already
   else socket.once('connect', tlsUp);
@@ -92,7 +94,7 @@ export interface TunnelHooks {
  * strictly as any head, then TLS over the tunnel. Returns the TCP socket (the connection's socket
  * until TLS takes over: `secured`). A refusal fails the connection with PROXY_REFUSED and what the proxy said.
  */
-export function openTunnel(o: ConnectionOptions, proxy: ProxyServer, hooks: TunnelHooks): net.Socket {
+export function openTunnel(o: DialOptions, proxy: ProxyServer, hooks: TunnelHooks): net.Socket {
   const raw = net.connect({ host: proxy.host, port: proxy.port, lookup: guardedLookup });
   raw.setNoDelay(true);
   const authority = `${o.url.hostname}:${portOf(o.url)}`;
@@ -145,7 +147,7 @@ const hostOf = (url: URL): string => url.hostname.replace(/^\[|\]$/g, '');
 const portOf = (url: URL): number => Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
 
 /** What a TLS session is kept under: the connection's pool key (its origin and TLS options) and the name it was verified for. */
-export function tlsSessionKey(o: ConnectionOptions): string {
+export function tlsSessionKey(o: DialOptions): string {
   const host = hostOf(o.url);
   return `${o.key}|${net.isIP(host) ? '' : host}`;
 }
@@ -156,7 +158,7 @@ export function tlsSessionKey(o: ConnectionOptions): string {
  * address guard (`lookup`): url-policy.ts refuses link-local and metadata addresses at every DNS
  * answer, and only that lookup ever resolves a host here.
  */
-function tlsConnectOptions(o: ConnectionOptions, where: { socket: net.Socket } | { onread: net.OnReadOpts }): tls.ConnectionOptions {
+function tlsConnectOptions(o: DialOptions, where: { socket: net.Socket } | { onread: net.OnReadOpts }): tls.ConnectionOptions {
   const host = hostOf(o.url);
   const session = o.sessions?.get(tlsSessionKey(o));
   return {

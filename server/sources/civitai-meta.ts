@@ -15,7 +15,7 @@
 import { AppError } from '../errors';
 import { sanitizeFilename } from '../disk/paths';
 import { redactUrl } from '../net/url-policy';
-import { createApiClient, type Agents, type ApiClient, type ApiErrorInfo, type DescribeError } from './meta/api-client';
+import { createApiClient, reachOf, type ApiClient, type ApiErrorInfo, type DescribeError, type ReachOptions } from './meta/api-client';
 import { endpoint as makeEndpoint, type Endpoint } from './types';
 
 /** What a Civitai URL names. */
@@ -61,15 +61,12 @@ export interface CivitaiFileMeta {
   note?: string;
 }
 
-export interface CivitaiMetadataOptions {
+/** Besides its own: how its API is reached (agents, proxies, time limits), passed to the client as they are. */
+export interface CivitaiMetadataOptions extends ReachOptions {
   /** `CIVITAI_ENDPOINT`. */
   endpoint: string;
   /** `CIVITAI_TOKEN`: `Authorization: Bearer` to the Civitai host only. */
   token?: string;
-  /** Proxy hook: see `ApiClientOptions.agent`. */
-  agent?: Agents;
-  connectTimeoutMs?: number;
-  timeoutMs?: number;
 }
 
 export interface CivitaiMetadata {
@@ -145,9 +142,7 @@ export function civitaiMetadata(options: CivitaiMetadataOptions): CivitaiMetadat
   const client: ApiClient = createApiClient({
     label: 'Civitai',
     headersFor: (hop): Record<string, string> => (token && ep.isHost(hop) ? { Authorization: `Bearer ${token}` } : {}),
-    ...(options.agent ? { agent: options.agent } : {}),
-    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...reachOf(options),
   });
 
   const describe =

@@ -8,7 +8,7 @@
  * moves while the listing is paged or the files are fetched never mixes two versions.
  */
 import { AppError, badRequest } from '../errors';
-import { createApiClient, nextLink, type Agents, type ApiClient, type ApiErrorInfo, type DescribeError } from './meta/api-client';
+import { createApiClient, nextLink, reachOf, type ApiClient, type ApiErrorInfo, type DescribeError, type ReachOptions } from './meta/api-client';
 import { pathFilter } from './meta/glob';
 import { endpoint as makeEndpoint, type Endpoint } from './types';
 
@@ -65,15 +65,12 @@ export interface HfRepoListing {
   excluded: number;
 }
 
-export interface HfMetadataOptions {
+/** Besides its own: how its API is reached (agents, proxies, time limits), passed to the client as they are. */
+export interface HfMetadataOptions extends ReachOptions {
   /** `HF_ENDPOINT` (a mirror's base URL, path prefix allowed). */
   endpoint: string;
   /** `HF_TOKEN`: `Authorization: Bearer` to the endpoint's host only, at every hop. */
   token?: string;
-  /** Proxy hook: see `ApiClientOptions.agent`. */
-  agent?: Agents;
-  connectTimeoutMs?: number;
-  timeoutMs?: number;
 }
 
 export interface HfListOptions {
@@ -182,9 +179,7 @@ export function hfMetadata(options: HfMetadataOptions): HfMetadata {
   const client: ApiClient = createApiClient({
     label: 'Hugging Face',
     headersFor: (hop): Record<string, string> => (token && ep.isHost(hop) ? { Authorization: `Bearer ${token}` } : {}),
-    ...(options.agent ? { agent: options.agent } : {}),
-    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...reachOf(options),
   });
 
   const apiBase = (ref: HfRepoRef): string => `${base}/api/${ref.type}s/${ref.repo.split('/').map(encodeURIComponent).join('/')}`;

@@ -3,7 +3,7 @@ import { civitai } from './civitai';
 import { civitaiMetadata, type CivitaiMetadata } from './civitai-meta';
 import { hfMetadata, type HfMetadata } from './hf-repo';
 import { huggingFace } from './huggingface';
-import type { Agents } from './meta/api-client';
+import { reachOf, type ReachOptions } from './meta/api-client';
 import type { Source, SourceProvider } from './types';
 
 export type { Source, SourceProvider } from './types';
@@ -38,14 +38,17 @@ export interface SourceMetadata {
   civitai: CivitaiMetadata;
 }
 
-/** The metadata clients for the configured endpoints and tokens; `agent` is the hook for a proxy. */
+/**
+ * The metadata clients for the configured endpoints, tokens and proxies (HTTPS_PROXY, HTTP_PROXY,
+ * NO_PROXY: the same rules as downloads). `options` reach the hosts otherwise (a test's agents, its CA).
+ */
 export function createSourceMetadata(
-  config: Pick<Config, 'hfEndpoint' | 'hfToken' | 'civitaiEndpoint' | 'civitaiToken'>,
-  options: { agent?: Agents } = {},
+  config: Pick<Config, 'hfEndpoint' | 'hfToken' | 'civitaiEndpoint' | 'civitaiToken'> & Partial<Pick<Config, 'proxy'>>,
+  options: Pick<ReachOptions, 'agent' | 'tls'> = {},
 ): SourceMetadata {
-  const agent = options.agent ? { agent: options.agent } : {};
+  const reach = reachOf({ ...options, ...(config.proxy ? { proxy: config.proxy } : {}) });
   return {
-    hf: hfMetadata({ endpoint: config.hfEndpoint, ...(config.hfToken ? { token: config.hfToken } : {}), ...agent }),
-    civitai: civitaiMetadata({ endpoint: config.civitaiEndpoint, ...(config.civitaiToken ? { token: config.civitaiToken } : {}), ...agent }),
+    hf: hfMetadata({ endpoint: config.hfEndpoint, ...(config.hfToken ? { token: config.hfToken } : {}), ...reach }),
+    civitai: civitaiMetadata({ endpoint: config.civitaiEndpoint, ...(config.civitaiToken ? { token: config.civitaiToken } : {}), ...reach }),
   };
 }

@@ -9,7 +9,9 @@
  * - redirects followed by hand (axios's `maxRedirects: 0`), so that credentials are asked for again
  *   at every hop: `headersFor(url)` gives a host's token to that host only, and a redirect to any
  *   other host (or scheme, or port) goes without it;
- * - no proxy from the environment (`proxy: false`): a proxy is given explicitly through `agent`;
+ * - the proxies of HTTPS_PROXY, HTTP_PROXY and NO_PROXY, per hop as for downloads (proxy-hops.ts):
+ *   through a proxy the target's name is resolved by the proxy, as for downloads, and the literal
+ *   check still refuses a forbidden address on every hop; the proxy's credentials go to it only;
  * - a time limit to the first answer (connecting included) and one for the whole request;
  * - at most `maxBytes` of body (after decompression), JSON only;
  * - every failure an AppError that says what happened (`HTTP_<status>`, `TIMEOUT`,
@@ -18,8 +20,11 @@
 import http from 'node:http';
 import https from 'node:https';
 import axios, { AxiosError, type AxiosResponse } from 'axios';
+import type { ProxyConfig } from '../../config';
 import { AppError } from '../../errors';
+import type { TlsOptions } from '../../net/dial';
 import { checkAddressLiteral, guardedLookup, redactUrl } from '../../net/url-policy';
+import { createProxyHops, proxyFailure, proxyRefusal, type ProxyHop } from './proxy-hops';
 
 /** Largest JSON answer read: a 10,000-file repository's tree page is well under 2 MiB. */
 export const MAX_JSON_BYTES = 16 * 1024 * 1024;
@@ -50,27 +55,39 @@ export interface ApiErrorInfo {
 /** What a source says of an HTTP error: its own code and words, or just the words. */
 export type DescribeError = (info: ApiErrorInfo) => { code?: string; message: string } | string | undefined;
 
-export interface ApiClientOptions {
+/** How the client reaches the hosts: what a source passes through to it as it is. */
+export interface ReachOptions {
+  /**
+   * Agents for the hops that go direct, instead of `guardedAgents`. Whoever passes one makes its
+   * connections safe; `checkAddressLiteral` still refuses a forbidden address literal on every hop.
+   */
+  agent?: Agents;
+  /** HTTPS_PROXY, HTTP_PROXY and NO_PROXY (config.ts's `proxy`), applied at every hop. @default none */
+  proxy?: ProxyConfig;
+  /** TLS options for https hops through a proxy's tunnel (a test's CA); a direct hop has `agent.https`'s. */
+  tls?: TlsOptions;
+  /** Longest wait for the answer's headers, connecting included, and for each read after. @default 15000 */
+  connectTimeoutMs?: number;
+  /** Longest time for one request, redirects and body included. @default 60000 */
+  timeoutMs?: number;
+}
+
+/** The reach options of a source's options, only those given. */
+export function reachOf(o: ReachOptions): ReachOptions {
+  return Object.fromEntries((['agent', 'proxy', 'tls', 'connectTimeoutMs', 'timeoutMs'] as const).filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+}
+
+export interface ApiClientOptions extends ReachOptions {
   /** Who answers, for messages: `Hugging Face`, `Civitai`. */
   label: string;
   /** Extra headers for one hop, asked at every hop: a host's credentials for that host only. */
   headersFor?: (url: URL) => Record<string, string>;
   /** Words for HTTP error statuses, where the source knows better than `<label> answered <status>`. */
   describeError?: DescribeError;
-  /** Longest wait for the answer's headers, connecting included, and for each read after. @default 15000 */
-  connectTimeoutMs?: number;
-  /** Longest time for one request, redirects and body included. @default 60000 */
-  timeoutMs?: number;
   /** Largest body read, after decompression. @default MAX_JSON_BYTES */
   maxBytes?: number;
   /** @default 5 */
   maxRedirects?: number;
-  /**
-   * The hook for proxy support: agents to connect through instead of `guardedAgents`. Whoever
-   * passes a proxy agent makes its connections safe (the proxy resolves the target's name, so the
-   * DNS guard cannot see it); `checkAddressLiteral` still refuses a forbidden address literal on every hop.
-   */
-  agent?: Agents;
 }
 
 export interface RequestOptions {
@@ -160,6 +177,13 @@ const NETWORK_WORDS: Record<string, (host: string) => string> = {
   EPIPE: (h) => `the connection to ${h} broke`,
 };
 
+/** An axios error as a plain one (its message, errno and cause), without the request config it carries. */
+function withoutConfig(err: unknown): Error {
+  if (!axios.isAxiosError(err)) return err instanceof Error ? err : new Error(String(err));
+  const plain = new Error(err.message, err.cause === undefined ? undefined : { cause: err.cause });
+  return Object.assign(plain, err.code === undefined ? {} : { code: err.code });
+}
+
 /** The AppError in an error's cause chain (our own refusal, e.g. the DNS guard's), if any. */
 function appErrorIn(err: unknown): AppError | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
@@ -221,27 +245,34 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     });
   };
 
-  const transportError = (err: unknown, url: URL, deadline: AbortSignal, caller: AbortSignal | undefined): AppError => {
+  const proxyHop = createProxyHops({ proxy: options.proxy, tls: options.tls, limitMs: connectTimeoutMs });
+
+  const transportError = (err: unknown, url: URL, deadline: AbortSignal, caller: AbortSignal | undefined, hop: ProxyHop | undefined): AppError => {
     const ours = appErrorIn(err);
+    // axios's error carries the request's config, its headers (tokens, Proxy-Authorization) with
+    // it: never kept as a cause, where a log of the error would print them.
+    const cause = withoutConfig(err);
+    const errno = errnoIn(err);
+    const proxied = proxyFailure(hop, url, label, ours, errno, cause);
+    if (proxied) return proxied;
     if (ours) return ours;
     const host = url.host;
     if (deadline.aborted && !caller?.aborted) {
-      return new AppError('TIMEOUT', `${label} (${host}) did not finish answering within ${seconds(timeoutMs)}`, { status: 502, retryable: true, cause: err });
+      return new AppError('TIMEOUT', `${label} (${host}) did not finish answering within ${seconds(timeoutMs)}`, { status: 502, retryable: true, cause });
     }
-    if (caller?.aborted || axios.isCancel(err)) return new AppError('ABORTED', `The request to ${label} was aborted`, { cause: err });
+    if (caller?.aborted || axios.isCancel(err)) return new AppError('ABORTED', `The request to ${label} was aborted`, { cause });
     const e = err as AxiosError;
     if (e.code === AxiosError.ETIMEDOUT || e.code === AxiosError.ECONNABORTED) {
-      return new AppError('TIMEOUT', `${label} (${host}) did not answer within ${seconds(connectTimeoutMs)}`, { status: 502, retryable: true, cause: err });
+      return new AppError('TIMEOUT', `${label} (${host}) did not answer within ${seconds(connectTimeoutMs)}`, { status: 502, retryable: true, cause });
     }
     if (/maxContentLength/.test(e.message ?? '')) {
-      return new AppError('RESPONSE_TOO_LARGE', `${label} (${host}) sent more than ${maxBytes} bytes for one metadata answer; not read`, { status: 502, cause: err });
+      return new AppError('RESPONSE_TOO_LARGE', `${label} (${host}) sent more than ${maxBytes} bytes for one metadata answer; not read`, { status: 502, cause });
     }
-    const errno = errnoIn(err);
     const words = errno ? NETWORK_WORDS[errno] : undefined;
     return new AppError(errno ?? 'NETWORK', `Could not reach ${label}: ${words ? words(host) : `the request to ${host} failed (${e.message ?? String(err)})`}`, {
       status: 502,
       retryable: true,
-      cause: err,
+      cause,
     });
   };
 
@@ -253,15 +284,19 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
       let url = start;
       for (let hop = 0; ; hop++) {
         checkHop(url);
+        const via = proxyHop(url);
         let res: AxiosResponse<Buffer>;
         try {
           res = await instance.get<Buffer>(url.toString(), {
+            ...via?.config,
             signal,
-            headers: { Accept: 'application/json', 'User-Agent': 'model-downloader/0.1', ...(options.headersFor?.(url) ?? {}) },
+            headers: { Accept: 'application/json', 'User-Agent': 'model-downloader/0.1', ...(options.headersFor?.(url) ?? {}), ...via?.headers },
           });
         } catch (err) {
-          throw transportError(err, url, deadline, request.signal);
+          throw transportError(err, url, deadline, request.signal, via);
         }
+        const refused = proxyRefusal(via, url, label, res.status);
+        if (refused) throw refused;
         const headers = flatHeaders(res);
         if (REDIRECTS.has(res.status) && headers.location) {
           if (hop >= maxRedirects) {
