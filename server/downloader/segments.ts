@@ -271,11 +271,12 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
       res.body.destroy();
       throw failureFor(res, o.source);
     }
+    let range: ContentRange;
     try {
       // The rules of every range appended to stored bytes (the one-connection resume's too): it
       // starts where asked, ends no later, its Content-Length is its length, and its total is the
       // size every range of this download had.
-      checkContentRange(res.headers['content-range'], { start: from, end: to, total, contentLength: res.headers['content-length'] });
+      range = checkContentRange(res.headers['content-range'], { start: from, end: to, total, contentLength: res.headers['content-length'] });
     } catch (err) {
       res.body.destroy();
       const said = parseContentRange(res.headers['content-range'])?.total;
@@ -294,7 +295,9 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     const pump = res.body.pump({
       file,
       position: from,
-      end: () => seg.end, // the range may shrink (stolen from) while it is read: stop there
+      // The range may shrink (stolen from) while it is read: stop there. Nor past the end the
+      // answer said (a shorter range is allowed): a body without Content-Length could run on.
+      end: () => Math.min(seg.end, range.end + 1),
       onData: () => {
         l.lastData = Date.now();
         report();
