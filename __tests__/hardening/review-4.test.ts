@@ -66,3 +66,37 @@ test('segments: a chunked 206 whose body runs past its own Content-Range is writ
   const got = await fs.readFile(path.join(srv.modelsDir, 'loras', 'short.bin'));
   expect(got.equals(data)).toBe(true);
 });
+
+test('one connection: a resume answered by a chunked 206 whose body runs past its own Content-Range keeps only that range', async () => {
+  files = await startFileServer();
+  srv = await startTestServer(); // one connection
+  const size = 600 * KiB;
+  const data = crypto.randomBytes(size);
+  let twisted = false;
+  let cut = false;
+  files.route('/resume.bin', (req, res) => {
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (!m) {
+      res.writeHead(200, { 'Content-Length': size, 'Accept-Ranges': 'bytes' });
+      // Half the file, then the connection breaks: the next attempt resumes with a Range.
+      res.write(data.subarray(0, size / 2), () => setTimeout(() => res.destroy(), 50));
+      cut = true;
+      return;
+    }
+    const from = Number(m[1]);
+    if (!twisted) {
+      twisted = true;
+      res.writeHead(206, { 'Accept-Ranges': 'bytes', 'Content-Range': `bytes ${from}-${from + 999}/${size}` });
+      res.write(data.subarray(from, from + 1000));
+      res.end(Buffer.alloc(size - (from + 1000), 0x55));
+      return;
+    }
+    res.writeHead(206, { 'Accept-Ranges': 'bytes', 'Content-Range': `bytes ${from}-${size - 1}/${size}`, 'Content-Length': size - from });
+    res.end(data.subarray(from));
+  });
+  const e = await settle(srv, { url: `${files.url}/resume.bin`, folder: 'loras' });
+  expect(cut && twisted).toBe(true);
+  expect(e.status).toBe('completed');
+  const got = await fs.readFile(path.join(srv.modelsDir, 'loras', 'resume.bin'));
+  expect(got.equals(data)).toBe(true);
+});

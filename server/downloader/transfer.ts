@@ -101,6 +101,8 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
     const res = await openSource(o.source, headers, local.signal, o.agent);
     const host = res.url.host;
     let total: number | null = null;
+    /** A 206's last byte: the body is written no further, whatever follows it (a chunked body could run on). */
+    let rangeEnd: number | undefined;
     const contentLength = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : null;
 
     if (res.status === 206) {
@@ -117,6 +119,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
         throw new AppError((err as AppError).code, `${host}: ${(err as Error).message}; starting over`, { retryable: true, cause: err });
       }
       total = range.total;
+      rangeEnd = range.end;
     } else if (res.status === 200) {
       if (offset > 0) {
         // The server ignored Range, or If-Range said the file changed: never append to the old bytes.
@@ -176,6 +179,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       const pump = res.body.pump({
         file,
         position: offset,
+        ...(rangeEnd !== undefined ? { end: () => rangeEnd! + 1 } : {}),
         ...(hash ? { hash } : {}),
         onData: () => {
           lastData = Date.now();
