@@ -7,20 +7,34 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Entry } from '../../server/protocol/wire';
+import { startFakeHub, type FakeHub } from '../helpers/fake-hub';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
 
 let files: FileServer | undefined;
 let srv: TestServer | undefined;
+let hub: FakeHub | undefined;
 afterEach(async () => {
   jest.restoreAllMocks();
   await srv?.stop();
   await files?.close();
+  await hub?.close();
+  hub = undefined;
   srv = undefined;
   files = undefined;
 });
 
 const KiB = 1024;
+
+/** Every path under `dir` with its size (folders as -1). */
+async function snapshot(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const name of await fs.readdir(dir, { recursive: true })) {
+    const st = await fs.stat(path.join(dir, name));
+    out[name] = st.isDirectory() ? -1 : st.size;
+  }
+  return out;
+}
 
 async function settle(s: TestServer, body: Record<string, unknown>): Promise<Entry> {
   const res = await s.api('POST', '/api/downloads', body);
@@ -99,4 +113,35 @@ test('one connection: a resume answered by a chunked 206 whose body runs past it
   expect(e.status).toBe('completed');
   const got = await fs.readFile(path.join(srv.modelsDir, 'loras', 'resume.bin'));
   expect(got.equals(data)).toBe(true);
+});
+
+test('a folder whose path runs through a file: a clear 409 that changes nothing, for one file (link or not) and for a group', async () => {
+  files = await startFileServer();
+  const a = files.addFile('/a.safetensors', { size: 20_000 });
+  hub = await startFakeHub();
+  hub.hf.repo('org/parts');
+  hub.hf.commit('org/parts', { 'unet/model.safetensors': Buffer.alloc(30_000, 1), 'config.json': '{"a":1}' });
+  srv = await startTestServer({ HF_ENDPOINT: hub.hf.url });
+  const done = await settle(srv, { url: a.url, folder: 'checkpoints', sha256: a.sha256 });
+  expect(done.status).toBe('completed');
+  const before = await snapshot(srv.modelsDir);
+  for (const body of [
+    { url: a.url, folder: 'checkpoints/a.safetensors', filename: 'b.safetensors' },
+    { url: a.url, folder: 'checkpoints/a.safetensors', filename: 'b.safetensors', sha256: a.sha256, link: true },
+    { url: a.url, folder: 'checkpoints/a.safetensors/sub', filename: 'b.safetensors', sha256: a.sha256, link: true },
+  ]) {
+    const res = await srv.api('POST', '/api/downloads', body);
+    expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 409, code: 'ENOTDIR' });
+    expect(res.body.error.message).toMatch(/a file is where a folder/i);
+    expect(srv.store.get(`${body.folder}/b.safetensors`)).toBeUndefined();
+  }
+  // A repository whose folder would run through that file: every file skipped with why, nothing started.
+  await fs.writeFile(path.join(srv.modelsDir, 'checkpoints', 'parts'), 'a file');
+  const group = await srv.api('POST', '/api/downloads', { url: `${hub.hf.url}/org/parts`, folder: 'checkpoints' });
+  expect(group.status).toBe(202);
+  expect(group.body.downloads).toEqual([]);
+  expect((group.body.skipped as Array<{ error: { code: string } }>).map((s) => s.error.code)).toEqual(['ENOTDIR', 'ENOTDIR']);
+  await fs.rm(path.join(srv.modelsDir, 'checkpoints', 'parts'));
+  expect(await snapshot(srv.modelsDir)).toEqual(before);
+  expect(srv.store.all().map((e) => e.dest)).toEqual(['checkpoints/a.safetensors']);
 });

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { createEntry, nowSeconds, patchEntry } from '../store/entry';
-import { AppError, badRequest, conflict, notFound } from '../errors';
+import { AppError, badRequest, conflict, errnoOf, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { filenameFromUrl, ownFileAt, resolveDest } from '../disk/paths';
 import type { AddRequest, AddResult, Entry, GroupRef } from '../protocol/wire';
@@ -183,7 +183,13 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     if (existing && (!isFinished(existing.status) || this.jobs.has(d.dest))) {
       throw Object.assign(conflict('ALREADY_ACTIVE', `${d.dest} is already ${existing.status}`), { download: existing });
     }
-    const stat = fs.statSync(d.abs, { throwIfNoEntry: false });
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(d.abs, { throwIfNoEntry: false });
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOTDIR') throw err;
+      throw conflict('ENOTDIR', `A file is where a folder of ${d.dest} should be; choose another folder`);
+    }
     if (stat?.isDirectory()) throw conflict('DEST_IS_DIRECTORY', `${d.dest} is a folder; choose another filename`);
     if (stat && !req.overwrite) {
       const download =

@@ -14,10 +14,19 @@ import { isFinished } from '../protocol/status';
 import type { Entry } from '../protocol/wire';
 import type { GroupItem, RoomCheck } from './groups';
 
+/** What is at `p`; undefined when nothing is, or when a file stands where a folder of its path should (ENOTDIR). */
+function statOf(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
 /** The folder itself, or its nearest parent that exists (a group's subfolders are made later). */
 function nearestDir(dir: string): string | undefined {
   for (let d = dir; ; ) {
-    if (fs.statSync(d, { throwIfNoEntry: false })?.isDirectory()) return d;
+    if (statOf(d)?.isDirectory()) return d;
     const parent = path.dirname(d);
     if (parent === d) return undefined;
     d = parent;
@@ -51,7 +60,7 @@ export function formatBytes(n: number): string {
 
 /** Bytes of the file already in its `.part` (allocated ones: a segmented `.part` is sparse). */
 function bytesInPart(abs: string, size: number): number {
-  const st = fs.statSync(partPath(abs), { throwIfNoEntry: false });
+  const st = statOf(partPath(abs));
   if (!st?.isFile() || st.size > size) return 0; // none, or a different file: it starts over
   return Math.min(st.size, st.blocks * 512);
 }
@@ -83,14 +92,15 @@ export function roomCheck(deps: RoomDeps): RoomCheck {
       const entry = deps.store.get(d.dest);
       if (entry && !isFinished(entry.status)) continue; // its bytes are under way already
       if (!req.overwrite) {
-        if (fs.statSync(d.abs, { throwIfNoEntry: false })?.isFile()) continue;
+        if (statOf(d.abs)?.isFile()) continue;
         if (req.sha256 && findSameFile(entries, deps.modelsDir, req.sha256, d.dest)) continue;
       }
       const need = size - bytesInPart(d.abs, size);
       if (need <= 0) continue;
       const dir = nearestDir(path.dirname(d.abs));
       if (dir === undefined) continue;
-      const dev = fs.statSync(dir).dev;
+      const dev = statOf(dir)?.dev;
+      if (dev === undefined) continue;
       const disk = disks.get(dev) ?? { need: 0, files: 0, free: Infinity, folder: d.folder.split('/')[0]! };
       disk.need += need;
       disk.files++;
