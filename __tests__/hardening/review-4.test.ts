@@ -9,7 +9,9 @@ import path from 'node:path';
 import type { Entry } from '../../server/protocol/wire';
 import { startFakeHub, type FakeHub } from '../helpers/fake-hub';
 import { startFileServer, type FileServer } from '../helpers/file-server';
-import { startTestServer, waitFor, type TestServer } from '../helpers/harness';
+import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
+import { findSameFile } from '../../server/downloader/known-files';
+import { createEntry } from '../../server/store/entry';
 
 let files: FileServer | undefined;
 let srv: TestServer | undefined;
@@ -144,4 +146,38 @@ test('a folder whose path runs through a file: a clear 409 that changes nothing,
   await fs.rm(path.join(srv.modelsDir, 'checkpoints', 'parts'));
   expect(await snapshot(srv.modelsDir)).toEqual(before);
   expect(srv.store.all().map((e) => e.dest)).toEqual(['checkpoints/a.safetensors']);
+});
+
+test('already have it: a completed file replaced by another of the same size with an older mtime (mv, cp -p) is not offered; a file a later link vouched for still is', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const modelsDir = path.join(dir, 'models');
+    for (const f of ['checkpoints', 'vae', 'loras']) await fs.mkdir(path.join(modelsDir, f), { recursive: true });
+    const data = crypto.randomBytes(10_000);
+    const sha256 = crypto.createHash('sha256').update(data).digest('hex');
+    const at = (dest: string): string => path.join(modelsDir, dest);
+    const now = Date.now() / 1000;
+    const entry = (dest: string, completion_time: number): Entry => {
+      const [folder, filename] = dest.split('/') as [string, string];
+      return createEntry({ dest, folder, filename, url: 'https://example.com/a.safetensors', status: 'completed', sha256, file_size: data.length, downloaded: data.length, completion_time });
+    };
+    // checkpoints/a completed a minute ago; since then another model of the same size was moved
+    // over it, keeping its own older mtime (its ctime is now).
+    await fs.writeFile(at('checkpoints/a.safetensors'), crypto.randomBytes(data.length));
+    await fs.utimes(at('checkpoints/a.safetensors'), now - 3600, now - 3600);
+    const replaced = entry('checkpoints/a.safetensors', now - 60);
+    expect(findSameFile([replaced], modelsDir, sha256, 'unet/x.safetensors')).toBeUndefined();
+
+    // vae/a completed a minute ago too, and a hard link to it was made just now (loras/a): the link
+    // moved the file's ctime, and its own entry vouches for the file from then on.
+    await fs.writeFile(at('vae/a.safetensors'), data);
+    await fs.utimes(at('vae/a.safetensors'), now - 120, now - 120);
+    await fs.link(at('vae/a.safetensors'), at('loras/a.safetensors'));
+    const original = entry('vae/a.safetensors', now - 60);
+    const linked = entry('loras/a.safetensors', Date.now() / 1000);
+    expect(findSameFile([replaced, original, linked], modelsDir, sha256, 'unet/x.safetensors')?.entry.dest).toBe('vae/a.safetensors');
+    expect(findSameFile([replaced, original], modelsDir, sha256, 'unet/x.safetensors')).toBeUndefined();
+  } finally {
+    await cleanup();
+  }
 });

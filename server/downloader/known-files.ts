@@ -6,9 +6,13 @@
  *
  * A completed entry is trusted as long as its file is still there as it was left: a regular file
  * (not a link to elsewhere) of the entry's size, not modified since the download completed (its
- * mtime no later than `completion_time`, with a little slack for a network volume's clock). The
- * file is not hashed again: that would read 30 GB inside a request. A file rewritten in place to
- * the same size with its mtime set back is not noticed; anything else falls back to a download.
+ * mtime no later than `completion_time`, with a little slack for a network volume's clock), and
+ * not put there since either: its ctime — which a rename into place, `cp -p` or `mv` of another
+ * file sets to when they happened, whatever mtime they keep — no later than the last time an
+ * entry vouched for that file (a download completed, or a hard link was made, at one of its
+ * names: making a link moves the file's ctime too). The file is not hashed again: that would read
+ * 30 GB inside a request. A file rewritten in place to the same size with its mtime set back is
+ * not noticed; anything else falls back to a download.
  *
  * Everything here is synchronous: Downloader.add calls it between its duplicate check and
  * store.put, where nothing may await (two requests in one tick must not both pass).
@@ -32,14 +36,17 @@ export interface SameFile {
 }
 
 /**
- * How much later than `completion_time` a file's mtime may be and still count as unchanged: the
- * mtime is the volume's clock (an NFS server's), `completion_time` ours. A larger skew only costs
+ * How much later than `completion_time` a file's mtime (or ctime) may be and still count as
+ * unchanged: they are the volume's clock (an NFS server's), `completion_time` ours. A larger skew only costs
  * a download that was not needed.
  */
 const MTIME_SLACK_MS = 2000;
 
-/** Whether an entry's final file is still there as it completed; its size when it is. */
-export function unchangedSince(entry: Entry, abs: string): number | undefined {
+/**
+ * Whether an entry's final file is still there, of its size and not modified since it completed;
+ * its stat when it is. (Whether it was put there since is findSameFile's check of the ctime.)
+ */
+export function unchangedSince(entry: Entry, abs: string): fs.Stats | undefined {
   if (entry.status !== 'completed' || entry.file_size === null || entry.completion_time === undefined) return undefined;
   let st: fs.Stats | undefined;
   try {
@@ -49,7 +56,7 @@ export function unchangedSince(entry: Entry, abs: string): number | undefined {
   }
   if (!st?.isFile() || st.size !== entry.file_size) return undefined;
   if (st.mtimeMs > entry.completion_time * 1000 + MTIME_SLACK_MS) return undefined;
-  return st.size;
+  return st;
 }
 
 /**
@@ -58,18 +65,27 @@ export function unchangedSince(entry: Entry, abs: string): number | undefined {
  */
 export function findSameFile(entries: Iterable<Entry>, modelsDir: string, sha256: string, exceptDest: string): SameFile | undefined {
   const want = sha256.toLowerCase();
+  const candidates: Array<{ entry: Entry; abs: string; st: fs.Stats }> = [];
+  /** Per file (device and inode): the latest completion_time of an entry at one of its names. */
+  const vouched = new Map<string, number>();
   for (const entry of entries) {
-    if (entry.sha256 !== want || entry.status !== 'completed' || entry.dest === exceptDest) continue;
+    if (entry.sha256 !== want || entry.status !== 'completed') continue;
     let abs: string;
     try {
       abs = resolveDest(modelsDir, entry.folder, entry.filename).abs;
     } catch {
       continue;
     }
-    const size = unchangedSince(entry, abs);
-    if (size !== undefined) return { entry, abs, size };
+    const st = unchangedSince(entry, abs);
+    if (!st) continue;
+    const file = `${st.dev}:${st.ino}`;
+    vouched.set(file, Math.max(vouched.get(file) ?? 0, entry.completion_time!));
+    if (entry.dest !== exceptDest) candidates.push({ entry, abs, st });
   }
-  return undefined;
+  // A file put at its name after the entry completed (mv or cp -p of another file keep their
+  // older mtime, not their ctime) is not the file the entry verified.
+  const same = candidates.find(({ st }) => st.ctimeMs <= vouched.get(`${st.dev}:${st.ino}`)! * 1000 + MTIME_SLACK_MS);
+  return same && { entry: same.entry, abs: same.abs, size: same.st.size };
 }
 
 export interface Offer {
