@@ -181,3 +181,25 @@ test('already have it: a completed file replaced by another of the same size wit
     await cleanup();
   }
 });
+
+test('an overwrite cancelled mid-download and retried fetches the new file: the old one of the same size is not taken as finished', async () => {
+  files = await startFileServer();
+  const f = files.addFile('/same-size.safetensors', { size: 400 * KiB, throttle: 100 * KiB });
+  srv = await startTestServer({ CONNECTIONS: '1' });
+  const old = path.join(srv.modelsDir, 'loras', 'same-size.safetensors');
+  await fs.mkdir(path.dirname(old), { recursive: true });
+  await fs.writeFile(old, Buffer.alloc(400 * KiB, 1)); // the old version, as big as the new one
+  const started = await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras', overwrite: true });
+  expect(started.status).toBe(202);
+  const id = started.body.download.id as string;
+  await waitFor(() => (srv!.store.get('loras/same-size.safetensors')!.downloaded > 0 ? true : undefined), 'the new version to arrive');
+  expect((await srv.api('POST', `/api/downloads/${id}/cancel`)).status).toBe(200);
+  files.setFileOptions('/same-size.safetensors', { throttle: 0 });
+  expect((await srv.api('POST', `/api/downloads/${id}/retry`)).status).toBe(200);
+  const end = await waitFor(() => {
+    const e = srv!.store.get('loras/same-size.safetensors')!;
+    return e.status === 'completed' || e.status === 'error' ? e : undefined;
+  }, 'the retry to end');
+  expect(end.status).toBe('completed');
+  expect(crypto.createHash('sha256').update(await fs.readFile(old)).digest('hex')).toBe(f.sha256);
+});

@@ -84,6 +84,9 @@ export async function alreadyFinished(deps: JobDeps, job: Job, e: Entry): Promis
   if (e.attempts === 0 || e.file_size === null) return false;
   const stat = await fs.promises.stat(job.abs).catch(() => undefined);
   if (!stat?.isFile() || stat.size !== e.file_size) return false;
+  // Put at its name before this download began (rename sets the ctime): the file it replaces, not
+  // its result (an overwrite cancelled and retried, say, whose old file has the same size).
+  if (stat.ctimeMs < e.start_time * 1000) return false;
   if ((await fs.promises.stat(partPath(job.abs)).catch(() => undefined)) || (await readMeta(job.abs))) return false;
   advance(deps, job, 'verifying', { downloaded: stat.size, speed: 0, eta: null, ...(e.sha256 ? { progress: 0 } : {}) });
   if (e.sha256) {
