@@ -40,8 +40,9 @@ export function registerGroupRoutes(router: Router, deps: GroupRouteDeps): void 
         try {
           answer.downloads.push((await deps.run(command, e.id)).download);
         } catch (err) {
-          // It changed meanwhile (finished, another command, its server went silent): say so, go on.
-          if (!(err instanceof AppError) || err.status >= 500) throw err;
+          // It changed meanwhile (finished, another command, its server went silent), or FLEET_DIR
+          // could not be written for it: say so and go on, the others' commands are done already.
+          if (!(err instanceof AppError)) throw err;
           answer.left.push({ id: e.id, dest: e.dest, status: e.status, error: err.toJSON() });
         }
       }
