@@ -95,6 +95,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly jobDeps: JobDeps;
   /** This Downloader's HTTP connections (pool, per-host caps): closed with it, and no one else's. */
   readonly agent: Agent;
+  /** The folder syncs after its renames, shared by the files that finish together in one folder. */
+  readonly folders = new FolderSync();
   /** Every status change goes through it (checked against the state machine of protocol/status.ts). */
   private readonly transition: Transition;
   private maintenance: NodeJS.Timeout | undefined;
@@ -135,7 +137,7 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       forgetUrl: (dest) => this.sources.delete(dest),
       finished: (entry) => this.emit('finished', entry),
       transition: this.transition,
-      folders: new FolderSync(),
+      folders: this.folders,
       setShare: (job, share) => {
         const less = share < job.share;
         job.share = share;
