@@ -72,6 +72,9 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
             advance(deps, job, 'downloading', { downloaded: offset, file_size: total, error: undefined, ...(sha256 ? { sha256 } : {}) });
           },
           onProgress: (downloaded, total) => {
+            // Every byte is in: no connection is at work any more (the final sync and map save of a
+            // segmented transfer still run); the queue may start the next download meanwhile.
+            if (downloaded === total && job.share > 0) deps.setShare(job, 0);
             meter.sample(downloaded);
             const speed = meter.rate();
             const eta = total !== null && speed > 0 ? Math.max(0, (total - downloaded) / speed) : null;
@@ -97,6 +100,8 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
         }
       } catch (err) {
         if (signal.aborted) throw signal.reason;
+        // An attempt that failed after its last byte (a disk error as it ended) tries again as it began.
+        if (job.share === 0) job.share = connectionsFor(deps.store.get(job.dest)!.file_size, deps.connections, deps.minSegmentBytes);
         const error = asAppError(err);
         const size = await bytesOnDisk(job.abs);
         failures = size > best ? 1 : failures + 1;
