@@ -5,7 +5,8 @@
 //   --rounds N   rounds of the single-connection comparison (default 3)
 //   --only A,B   only these parts: single, capped, memory, fanout, persistence, refresh, bigstatus,
 //                verify (the sha256 while downloading, against the old pass after it), kill (bytes
-//                fetched again after a kill -9), undici (the same files through undici: bench/undici.js)
+//                fetched again after a kill -9), undici (the same files through undici: bench/undici.js),
+//                groups (many files at once vs one big file: bench/groups.js)
 // BENCH_BASELINE=<dir> runs the other side of `verify` (and a second round of `kill`) on the build
 // in <dir>/dist (e.g. an earlier commit, built): before and after, side by side in one run.
 'use strict';
@@ -16,6 +17,7 @@ const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
 const { serve, sha256Of, served } = require('./source-server');
+const { groups, groupsRows } = require('./groups');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -417,6 +419,7 @@ async function main() {
       ['verify', 'sha256 while downloading', () => verifyWhileDownloading(source, results)],
       ['kill', 'bytes fetched again after a kill -9', () => killCost(source, results)],
       ['undici', 'undici vs ours and curl', () => require('./undici').undiciPart({ source, results, rounds, quick, work, startService, mdDownload, curlDownload })],
+      ['groups', 'groups of many files', () => groups({ startService, quick, rounds }, results)],
     ];
     for (const [key, name, run] of parts) {
       if (only && !only.has(key)) continue;
@@ -447,6 +450,7 @@ async function main() {
     ] : []),
     ...(k ? [[`10. kill -9, 8 connections at ${f1(k.cap_MBps_per_connection)} MB/s: fetched again`, `median ${f1(k.lost_MB_median)} MB = ${f1(k.lost_s_median)} s of transfer (max ${f1(k.lost_s_max)} s, ${k.kills} kills)${k.baseline ? `; baseline build ${f1(k.baseline.lost_s_median)} s (max ${f1(k.baseline.lost_s_max)} s)` : ''}`, 'target ≤ 0.5 s']] : []),
     ...(results.undici ? require('./undici').undiciRows(results.undici, f1) : []),
+    ...groupsRows(results.groups, f1),
   ];
   const w = Math.max(...rows.map((x) => x[0].length));
   console.log(`\nModel Downloader bench — ${results.machine.cpus} × ${results.machine.cpu}, node ${results.machine.node}${quick ? ' (quick)' : ''}`);

@@ -43,6 +43,8 @@ export interface StartOptions {
   wsHighWaterMark?: number;
   /** Bytes a WebSocket client may hold in the server before it is dropped. */
   wsMaxQueuedBytes?: number;
+  /** Least time between two rounds of WebSocket updates (see HubOptions.batchMs). */
+  wsBatchMs?: number;
   staticDir?: string;
   /** Fleet mode's timings (tests shorten them). */
   fleet?: FleetTuning;
@@ -121,6 +123,7 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       ...(fleet ? { fleet } : {}),
       ...(options.wsHighWaterMark ? { highWaterMark: options.wsHighWaterMark } : {}),
       ...(options.wsMaxQueuedBytes ? { maxQueuedBytes: options.wsMaxQueuedBytes } : {}),
+      ...(options.wsBatchMs !== undefined ? { batchMs: options.wsBatchMs } : {}),
     });
     opened.push(() => hub.close());
 

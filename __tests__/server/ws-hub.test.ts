@@ -45,7 +45,8 @@ test('a snapshot first, then updates with increasing seq, then removed', async (
 });
 
 test('a slow subscriber gets the latest state per download, not an unbounded backlog', async () => {
-  srv = await startTestServer({}, { wsHighWaterMark: 16 * 1024 });
+  // Every update handed to the clients at once (no rounds): the outbox alone must bound the slow one.
+  srv = await startTestServer({}, { wsHighWaterMark: 16 * 1024, wsBatchMs: 0 });
   const base = (i: number): Entry => ({
     id: `id${i}`, dest: `loras/f${i}.bin`, folder: 'loras', filename: `f${i}.bin`, url: 'http://127.0.0.1:1/' + 'x'.repeat(300),
     status: 'paused', progress: 0, downloaded: 0, file_size: 1e9, speed: 0, eta: null, start_time: 1, timestamp: 1, attempts: 0,

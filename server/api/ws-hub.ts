@@ -34,6 +34,13 @@ export interface HubOptions {
   maxQueuedBytes?: number;
   /** Fleet mode: the fleet's view instead of the store's entries; commands for another server's downloads handed to it. */
   fleet?: Fleet;
+  /**
+   * Least time between two rounds of updates: a change after a quiet moment goes out at once, the
+   * changes that follow within this time go together at its end, in one write per client, each
+   * download's progress in one status coalesced to its latest (a group of 200 small files makes
+   * about a thousand changes a second). 0: every change at once. @default 25
+   */
+  batchMs?: number;
 }
 
 interface Client {
@@ -42,6 +49,8 @@ interface Client {
   /** The payload of our last ping: only its echo proves the peer alive (an unsolicited pong does not). */
   ping: Buffer | null;
   out: Outbox;
+  /** The connection under the WebSocket: corked while a round of updates is handed to it, so they leave in one write. */
+  socket: Duplex;
 }
 
 /**
@@ -51,7 +60,11 @@ interface Client {
 export class WsHub {
   private readonly wss: WebSocketServer;
   private readonly clients = new Set<Client>();
-  private readonly o: HubOptions & { heartbeatMs: number; highWaterMark: number; maxQueuedBytes: number };
+  private readonly o: HubOptions & { heartbeatMs: number; highWaterMark: number; maxQueuedBytes: number; batchMs: number };
+  /** Updates and removals waiting for the next round, by download and status (the latest of each), in seq order. */
+  private readonly pending = new Map<string, { key: string; message: ServerMessage }>();
+  private round: NodeJS.Timeout | undefined;
+  private lastRound = 0;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly removers: Array<() => void> = [];
   private closed = false;
@@ -59,7 +72,7 @@ export class WsHub {
   private readonly feed: Pick<StatusStore, 'seq' | 'all'>;
 
   constructor(server: http.Server, options: HubOptions) {
-    this.o = { heartbeatMs: 30_000, highWaterMark: 256 * 1024, maxQueuedBytes: 4 * 1024 * 1024, ...options };
+    this.o = { heartbeatMs: 30_000, highWaterMark: 256 * 1024, maxQueuedBytes: 4 * 1024 * 1024, batchMs: 25, ...options };
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE, perMessageDeflate: false });
     const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => this.upgrade(req, socket, head);
     server.on('upgrade', onUpgrade);
@@ -70,6 +83,7 @@ export class WsHub {
     const onUpdate = (e: Entry): void => this.broadcast(e.id, { type: 'update', seq: store.seq, download: e });
     const onRemoved = (e: Entry): void => this.broadcast(e.id, { type: 'removed', seq: store.seq, id: e.id, dest: e.dest });
     const onReset = (): void => {
+      this.pending.clear(); // older than the snapshot, which shows their changes
       const entries = store.all(); // one list for every client: the entries themselves are never mutated
       for (const c of this.clients) c.out.snapshot(store.seq, entries);
     };
@@ -102,6 +116,8 @@ export class WsHub {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
+    clearTimeout(this.round);
+    this.pending.clear();
     for (const remove of this.removers) remove();
     for (const c of this.clients) c.ws.close(1001, 'server shutting down');
     const deadline = setTimeout(() => {
@@ -128,10 +144,10 @@ export class WsHub {
       );
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, socket));
   }
 
-  private connected(ws: WebSocket): void {
+  private connected(ws: WebSocket, socket: Duplex): void {
     const out = new Outbox(ws, {
       highWaterMark: this.o.highWaterMark,
       maxQueuedBytes: this.o.maxQueuedBytes,
@@ -140,7 +156,7 @@ export class WsHub {
         ws.terminate();
       },
     });
-    const client: Client = { ws, alive: true, ping: null, out };
+    const client: Client = { ws, alive: true, ping: null, out, socket };
     this.clients.add(client);
     ws.on('pong', (data) => {
       if (client.ping && data.equals(client.ping)) client.alive = true;
@@ -154,10 +170,36 @@ export class WsHub {
     out.snapshot(this.feed.seq, this.feed.all());
   }
 
+  /**
+   * Queues an update or removal for every client: sent at once after a quiet moment, else with the
+   * round that ends `batchMs` after the last one, in one write per client. Every status a download
+   * goes through is sent; of its progress in one status only the latest (clients apply updates by
+   * `seq`, so the earlier ones would be overtaken anyway).
+   */
   private broadcast(key: string, message: ServerMessage): void {
     if (this.clients.size === 0) return;
-    const data = JSON.stringify(message); // serialized once for every client
-    for (const c of this.clients) c.out.update(key, message, data);
+    const slot = message.type === 'update' ? `${key} ${message.download.status}` : `${key} ${message.type}`;
+    this.pending.delete(slot); // re-inserted at the end, so messages leave in seq order
+    this.pending.set(slot, { key, message });
+    if (this.round) return;
+    const wait = this.lastRound + this.o.batchMs - Date.now();
+    if (wait <= 0) this.sendRound();
+    else this.round = setTimeout(() => this.sendRound(), wait);
+  }
+
+  private sendRound(): void {
+    this.round = undefined;
+    this.lastRound = Date.now();
+    for (const c of this.clients) c.socket.cork();
+    try {
+      for (const { key, message } of this.pending.values()) {
+        const data = JSON.stringify(message); // serialized once for every client
+        for (const c of this.clients) c.out.update(key, message, data);
+      }
+    } finally {
+      this.pending.clear();
+      for (const c of this.clients) c.socket.uncork();
+    }
   }
 
   private reply(c: Client, message: ServerMessage): void {

@@ -1,8 +1,10 @@
 import crypto from 'node:crypto';
+import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors';
 import { readFileNoFollow, writeFileNoFollow } from './atomic-file';
+import { syncFolder, type FolderSync } from './folder-sync';
 
 /**
  * What we know about a `.part` file, kept beside it as `<dest>.part.json` so a resume after a
@@ -36,16 +38,25 @@ export const partPath = (abs: string): string => `${abs}.part`;
 export const metaPath = (abs: string): string => `${abs}.part.json`;
 
 export async function readMeta(abs: string): Promise<PartMeta | undefined> {
+  return (await readPart(abs)).meta;
+}
+
+/**
+ * The `.part` (when it is a plain file: its size) and the map beside it, in one look: a download
+ * that has neither costs one failed lstat, not three.
+ */
+export async function readPart(abs: string): Promise<{ part: Stats | undefined; meta: PartMeta | undefined }> {
   // A map describes its `.part`: with none beside it (a kill between the rename of a finished
   // download and the map's removal) it describes nothing, and a resume must not trust it.
-  if (!(await fs.lstat(partPath(abs)).catch(() => undefined))?.isFile()) return undefined;
+  const part = await fs.lstat(partPath(abs)).catch(() => undefined);
+  if (!part?.isFile()) return { part, meta: undefined };
   try {
     const data = JSON.parse(await readFileNoFollow(metaPath(abs))) as PartMeta;
-    if (typeof data.url !== 'string') return undefined;
-    if (data.name !== undefined && data.name !== path.basename(abs)) return undefined; // a map of another file
-    return data;
+    if (typeof data.url !== 'string') return { part, meta: undefined };
+    if (data.name !== undefined && data.name !== path.basename(abs)) return { part, meta: undefined }; // a map of another file
+    return { part, meta: data };
   } catch {
-    return undefined;
+    return { part, meta: undefined };
   }
 }
 
@@ -99,11 +110,19 @@ export async function partSize(abs: string): Promise<number> {
   }
 }
 
-/** Bytes of the file already on disk: the segment map's sum, or the `.part`'s length. */
-export async function bytesOnDisk(abs: string): Promise<number> {
-  const meta = await readMeta(abs);
+/** Bytes of the file already on disk: the segment map's sum, or the `.part`'s length (0 when there is none); `read`: readPart's answer, when just asked. */
+export async function bytesOnDisk(abs: string, read?: Awaited<ReturnType<typeof readPart>>): Promise<number> {
+  const { part, meta } = read ?? (await readPart(abs));
+  if (!part) return 0;
   if (meta?.segments) return meta.segments.reduce((sum, s) => sum + s.done, 0);
-  return partSize(abs);
+  return part.isFile() ? part.size : partSize(abs); // not a plain file: what partSize sees, as before
+}
+
+/** Removes a file that may not exist (one unlink, not rm's look first). */
+export async function removeIfThere(file: string): Promise<void> {
+  await fs.unlink(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }
 
 /** Removes the `.part` file and its metadata (cancel, or a download that must start over). */
@@ -138,13 +157,28 @@ export async function hashFile(file: string, onProgress: (bytes: number) => void
   }
 }
 
-/** Makes the finished `.part` durable and moves it to its final name, replacing any old file. */
-export async function commitPart(abs: string): Promise<void> {
-  const handle = await fs.open(partPath(abs), 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+export interface CommitOptions {
+  /** Shares the folder's fsync with the other files renamed into it meanwhile. @default a sync of its own */
+  folders?: FolderSync;
+  /** There is no map beside the `.part` (the transfer never wrote one): none to remove. @default false */
+  mapless?: boolean;
+  /** The `.part` was fsynced after its last write (by the transfer, on its own handle). @default false */
+  synced?: boolean;
+}
+
+/**
+ * Makes the finished `.part` durable and moves it to its final name, replacing any old file: the
+ * `.part` is synced before the rename (a power cut never leaves a short file under the final
+ * name), and the folder after it; resolves only then, so the caller may say `completed`.
+ */
+export async function commitPart(abs: string, options: CommitOptions = {}): Promise<void> {
+  if (!options.synced) {
+    const handle = await fs.open(partPath(abs), 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   }
   try {
     await fs.rename(partPath(abs), abs);
@@ -158,16 +192,7 @@ export async function commitPart(abs: string): Promise<void> {
     }
     throw err;
   }
-  await fs.rm(metaPath(abs), { force: true });
-  // fsync the folder so the rename itself survives a power cut.
-  try {
-    const dir = await fs.open(path.dirname(abs), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the data itself is already durable.
-  }
+  // The map goes while the folder is synced: either way a resume finds no map beside no `.part`.
+  const dir = path.dirname(abs);
+  await Promise.all([options.mapless ? undefined : removeIfThere(metaPath(abs)), options.folders ? options.folders.sync(dir) : syncFolder(dir)]);
 }

@@ -1,6 +1,11 @@
 /**
- * The Downloader: the queue and the commands. At most `maxConcurrent` downloads transfer at once,
- * the rest wait as `queued`; add, pause, resume, cancel, retry, remove and clear change entries and
+ * The Downloader: the queue and the commands. The queue has a budget of connections,
+ * `maxConcurrent` × `connections`; each download counts for the connections it may use
+ * (job.ts's connectionsFor: one for a small file, up to `connections` for a big one) while it
+ * transfers, and for none once its transfer is over (verifying, syncing, renaming). Downloads
+ * start in order while their connections fit in what is left: `maxConcurrent` big files at
+ * once, or many more small ones; the rest wait as `queued`. With `connections` = 1 that is
+ * `maxConcurrent` transfers at once. add, pause, resume, cancel, retry, remove and clear change entries and
  * start or stop jobs. All state lives in the store's entries; this class only changes them.
  * A job's attempts are in run.ts, its end in verify.ts and job.ts; maintenance.ts and orphans.ts
  * hold what runs outside jobs.
@@ -17,11 +22,12 @@ import { commandFits, isActive, isFinished, type Command } from '../protocol/sta
 import type { StatusStore } from '../store/status-store';
 import { parseSourceUrl, redactUrl } from '../net/url-policy';
 import { removePart } from '../disk/part-file';
+import { FolderSync } from '../disk/folder-sync';
 import { createAgent, type Agent } from '../net/agent';
 import type { ProxyConfig } from '../config';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry-delay';
 import { plainSource, type SourceResolver } from './source';
-import { Stop, type Job, type JobDeps, type StopKind } from './job';
+import { connectionsFor, Stop, type Job, type JobDeps, type StopKind } from './job';
 import { runJob } from './run';
 import { maintain, mergeExternal } from './maintenance';
 import { adoptOrphans } from './orphans';
@@ -33,7 +39,7 @@ export interface DownloaderOptions {
   store: StatusStore;
   modelsDir: string;
   log: Logger;
-  /** @default 3 */
+  /** Downloads of `connections` connections that transfer at once: the queue's budget is this × `connections`. @default 3 */
   maxConcurrent?: number;
   /** HTTP connections one download may use. @default 1 */
   connections?: number;
@@ -92,6 +98,8 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private readonly jobDeps: JobDeps;
   /** This Downloader's HTTP connections (pool, per-host caps): closed with it, and no one else's. */
   readonly agent: Agent;
+  /** The folder syncs after its renames, shared by the files that finish together in one folder. */
+  readonly folders = new FolderSync();
   /** Every status change goes through it (checked against the state machine of protocol/status.ts). */
   private readonly transition: Transition;
   private maintenance: NodeJS.Timeout | undefined;
@@ -132,6 +140,12 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       forgetUrl: (dest) => this.sources.delete(dest),
       finished: (entry) => this.emit('finished', entry),
       transition: this.transition,
+      folders: this.folders,
+      setShare: (job, share) => {
+        const less = share < job.share;
+        job.share = share;
+        if (less) this.pump();
+      },
     };
   }
 
@@ -312,9 +326,17 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     this.pump();
   }
 
+  /**
+   * Starts queued downloads, in order, while the connections each may use (connectionsFor) fit in
+   * the budget left by the transfers running. A download that does not fit waits, and so do those
+   * behind it: a big file is never passed over for ever by a stream of small ones.
+   */
   private pump(): void {
     if (this.state !== 'running') return;
-    for (let i = 0; i < this.queue.length && this.jobs.size < this.o.maxConcurrent; ) {
+    const budget = this.o.maxConcurrent * this.o.connections;
+    let used = 0;
+    for (const job of this.jobs.values()) used += job.share;
+    for (let i = 0; i < this.queue.length && used < budget; ) {
       const dest = this.queue[i]!;
       const entry = this.store.get(dest);
       if (!entry || entry.status !== 'queued') {
@@ -322,8 +344,11 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       } else if (this.jobs.has(dest)) {
         i++; // its previous job is still winding down; it starts when that one ends
       } else {
+        const share = connectionsFor(entry.file_size, this.o.connections, this.o.minSegmentBytes);
+        if (used + share > budget) break;
         this.queue.splice(i, 1);
-        this.startJob(entry);
+        used += share;
+        this.startJob(entry, share);
       }
     }
   }
@@ -341,9 +366,9 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     await (this.claims ? this.claims.whileHeld(dest, remove) : remove());
   }
 
-  private startJob(entry: Entry): void {
+  private startJob(entry: Entry, share: number): void {
     const { abs } = resolveDest(this.o.modelsDir, entry.folder, entry.filename);
-    const job: Job = { dest: entry.dest, abs, controller: new AbortController(), done: Promise.resolve() };
+    const job: Job = { dest: entry.dest, abs, controller: new AbortController(), done: Promise.resolve(), share };
     this.jobs.set(entry.dest, job);
     job.done = (this.claims ? runClaimed(this.jobDeps, job, this.claims) : runJob(this.jobDeps, job))
       .catch((err: unknown) => this.log.error(`${entry.dest}: unexpected failure: ${(err as Error).stack ?? String(err)}`))

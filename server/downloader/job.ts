@@ -12,6 +12,7 @@ import type { Entry } from '../protocol/wire';
 import { nowSeconds, patchEntry } from '../store/entry';
 import type { StatusStore } from '../store/status-store';
 import { bytesOnDisk, removePart } from '../disk/part-file';
+import type { FolderSync } from '../disk/folder-sync';
 import type { RetryPolicy } from './retry-delay';
 import type { SourceResolver } from './source';
 import type { DownloadStatus } from '../protocol/status';
@@ -40,6 +41,24 @@ export interface Job {
    * called before every write of its files. Absent on a lone server.
    */
   guard?: () => void;
+  /**
+   * The connections this job counts for in the queue's budget (see `connectionsFor`): what it may
+   * use while it transfers, 0 once the transfer is over (verifying, syncing, renaming).
+   */
+  share: number;
+}
+
+/**
+ * How many connections a download of `size` bytes may use: one for a file of less than two
+ * minimum segments (or of unknown size on one connection), else CONNECTIONS or as many minimum
+ * segments as the file holds, whichever is fewer; CONNECTIONS when the size is unknown. The same
+ * rule as the split of segments.ts (rangesFor, and its probe's two-segment minimum).
+ */
+export function connectionsFor(size: number | null, connections: number, minSegmentBytes: number): number {
+  if (connections <= 1) return 1;
+  if (size === null) return connections;
+  if (size < 2 * minSegmentBytes) return 1;
+  return Math.max(1, Math.min(connections, Math.floor(size / minSegmentBytes)));
 }
 
 /** What a job needs of the Downloader that runs it. */
@@ -61,6 +80,10 @@ export interface JobDeps {
   finished(entry: Entry): void;
   /** Every status change goes through it (checked against the state machine). */
   transition: Transition;
+  /** The folder syncs after renames, shared by the files that finish together in one folder. */
+  folders: FolderSync;
+  /** The job now counts for `share` connections in the queue's budget (fewer lets queued ones start). */
+  setShare(job: Job, share: number): void;
 }
 
 /** Applies a change to the job's entry, unless the job was stopped (a command owns the entry then). */

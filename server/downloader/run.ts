@@ -5,13 +5,13 @@
  */
 import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
-import { bytesOnDisk, readMeta } from '../disk/part-file';
+import { bytesOnDisk, readMeta, readPart, type PartMeta } from '../disk/part-file';
 import { PrefixHash } from '../disk/prefix-hash';
 import { retryDelay } from './retry-delay';
 import { SpeedMeter } from './speed-meter';
 import { attemptSegmented, NOT_SEGMENTABLE } from './segments';
 import { attemptTransfer, type AttemptOptions, type AttemptResult, type TransferState } from './transfer';
-import { advance, asAppError, capitalize, fail, stopped, update, type Job, type JobDeps } from './job';
+import { advance, asAppError, capitalize, connectionsFor, fail, stopped, update, type Job, type JobDeps } from './job';
 import { alreadyFinished, finish } from './verify';
 
 /**
@@ -34,8 +34,15 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
   const meter = new SpeedMeter();
   let failures = 0;
   if (await alreadyFinished(deps, job, first)) return;
-  let best = await bytesOnDisk(job.abs);
+  /** What the first attempt finds on disk (later ones look again). */
+  let found: Awaited<ReturnType<typeof readPart>> | undefined = await readPart(job.abs);
+  let best = await bytesOnDisk(job.abs, found);
   let segmented = true;
+  // A file known (from a listing, an earlier attempt) to be too small to split goes straight to one
+  // stream: no probe first, one request instead of two.
+  const small = connectionsFor(first.file_size, deps.connections, deps.minSegmentBytes) === 1;
+  /** Whether the attempt under way is segmented. */
+  let inSegments = false;
   let result: AttemptResult | undefined;
   const policy = inflightHash();
   const hash = policy.enabled ? new PrefixHash((m) => deps.log.warn(`${job.dest}: ${m}`)) : undefined;
@@ -56,12 +63,18 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
           log: (m) => deps.log.info(m),
           ...(job.guard ? { guard: job.guard } : {}),
           onStart: (offset, total) => {
+            // Fewer connections than the queue counted (a small file, a single stream): the rest start others.
+            const share = inSegments ? connectionsFor(total, deps.connections, deps.minSegmentBytes) : 1;
+            if (share < job.share) deps.setShare(job, share);
             meter.reset();
             meter.sample(offset);
             const sha256 = deps.store.get(job.dest)?.sha256 ?? state.expected.sha256;
             advance(deps, job, 'downloading', { downloaded: offset, file_size: total, error: undefined, ...(sha256 ? { sha256 } : {}) });
           },
           onProgress: (downloaded, total) => {
+            // Every byte is in: no connection is at work any more (the final sync and map save of a
+            // segmented transfer still run); the queue may start the next download meanwhile.
+            if (downloaded === total && job.share > 0) deps.setShare(job, 0);
             meter.sample(downloaded);
             const speed = meter.rate();
             const eta = total !== null && speed > 0 ? Math.max(0, (total - downloaded) / speed) : null;
@@ -70,10 +83,16 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
         };
         // Several connections when allowed and the server serves ranges; a segment map on disk
         // is resumed as segments whatever CONNECTIONS says now.
-        if (segmented && (deps.connections > 1 || (await readMeta(job.abs))?.segments)) {
+        const map = (): Promise<PartMeta | undefined> => (found ? Promise.resolve(found.meta) : readMeta(job.abs));
+        inSegments = segmented && ((deps.connections > 1 && !small) || (await map())?.segments !== undefined);
+        if (found && !found.part && !inSegments) attempt.noPart = true;
+        found = undefined;
+        if (inSegments) {
           const r = await attemptSegmented({ ...attempt, connections: deps.connections, minSegmentBytes: deps.minSegmentBytes, retry: deps.retryPolicy, ...(hash ? { hash, hashWithoutExpected: policy.withoutExpected } : {}) });
-          if (r === NOT_SEGMENTABLE) segmented = false;
-          else result = r;
+          if (r === NOT_SEGMENTABLE) {
+            segmented = inSegments = false;
+            deps.setShare(job, Math.min(job.share, 1));
+          } else result = r;
         }
         if (!result) {
           await hash?.reset(); // one stream may write the file from 0 again: what was hashed may change
@@ -81,6 +100,8 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
         }
       } catch (err) {
         if (signal.aborted) throw signal.reason;
+        // An attempt that failed after its last byte (a disk error as it ended) tries again as it began.
+        if (job.share === 0) job.share = connectionsFor(deps.store.get(job.dest)!.file_size, deps.connections, deps.minSegmentBytes);
         const error = asAppError(err);
         const size = await bytesOnDisk(job.abs);
         failures = size > best ? 1 : failures + 1;
@@ -97,6 +118,9 @@ export async function runJob(deps: JobDeps, job: Job): Promise<void> {
         await delay(wait, undefined, { signal });
       }
     }
+    // The transfer is over: its connections go to the next in the queue while this one verifies,
+    // syncs and renames its file.
+    deps.setShare(job, 0);
     await finish(deps, job, result, state, hash);
   } catch (err) {
     await stopped(deps, job, err);

@@ -67,7 +67,7 @@ export async function finish(deps: JobDeps, job: Job, result: AttemptResult, sta
   }
   signal.throwIfAborted();
   job.guard?.(); // fleet mode: never rename a `.part` another server now owns
-  await commitPart(job.abs);
+  await commitPart(job.abs, { folders: deps.folders, ...(result.mapless ? { mapless: true } : {}), ...(result.synced ? { synced: true } : {}) });
   const done = deps.store.put(deps.transition(deps.store.get(job.dest)!, 'completed', { speed: 0, eta: null, completion_time: nowSeconds(), error: undefined, ...(computed ? { sha256: computed } : {}) }));
   deps.forgetUrl(job.dest);
   deps.log.info(`${job.dest}: completed (${result.size} bytes)`);
