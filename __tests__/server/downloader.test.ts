@@ -276,9 +276,9 @@ test('a file renamed into place just before a kill is finished from disk, not fe
   const abs = path.join(dir, 'models', 'loras', 'renamed.bin');
   await fs.mkdir(path.dirname(abs), { recursive: true });
   await fs.writeFile(abs, f.data); // the rename happened; the status write that says so did not
-  const t = Date.now() / 1000;
+  const t = Date.now() / 1000; // the download began a minute before its file was renamed into place
   await fs.writeFile(path.join(dir, 'status.json'), JSON.stringify({
-    'loras/renamed.bin': { id: 'r1', url: f.url, status: 'verifying', progress: 100, downloaded: f.size, file_size: f.size, speed: 0, eta: null, start_time: t, timestamp: t, attempts: 1, sha256: f.sha256 },
+    'loras/renamed.bin': { id: 'r1', url: f.url, status: 'verifying', progress: 100, downloaded: f.size, file_size: f.size, speed: 0, eta: null, start_time: t - 60, timestamp: t, attempts: 1, sha256: f.sha256 },
   }));
   const restarted = await startTestServer({}, { dir });
   const stopRestarted = restarted.stop;

@@ -83,7 +83,7 @@ const completed = (s: TestServer, ids: string[]): Promise<Entry[]> =>
     return entries.every((e) => e.status === 'completed') ? entries : undefined;
   }, 'every file to complete', 20_000);
 
-test('small files share the connection budget: more than MAX_CONCURRENT at once, never more than MAX_CONCURRENT × CONNECTIONS connections', async () => {
+test('small files of a group share the connection budget: more than MAX_CONCURRENT at once, never more than MAX_CONCURRENT × CONNECTIONS connections', async () => {
   files = await startFileServer();
   // Minimum segment 64 KiB: a file of 128 KiB or more is split, a smaller one takes one connection.
   srv = await startTestServer({ MAX_CONCURRENT: '3', CONNECTIONS: '4' }, { downloader: { minSegmentBytes: 64 * KiB } });
@@ -92,7 +92,8 @@ test('small files share the connection budget: more than MAX_CONCURRENT at once,
   const small = Array.from({ length: 20 }, (_, i) => ({ name: `s${i}.json`, ...source.add(`s${i}.json`, 50 * KiB + i) }));
   // As a listing starts them: the sizes known, in one go (a big file first, one in the middle).
   const all = [big[0]!, ...small.slice(0, 10), big[1]!, ...small.slice(10)];
-  const ids = all.map((f) => srv.downloader.add({ url: f.url, folder: 'text_encoders/repo' }, { size: f.data.length }).download.id);
+  const group = { id: 'repo1', name: 'org/repo' };
+  const ids = all.map((f) => srv.downloader.add({ url: f.url, folder: 'text_encoders/repo' }, { size: f.data.length, group }).download.id);
   const entries = await completed(srv, ids);
 
   expect(source.peak.files).toBeGreaterThan(3); // more files than MAX_CONCURRENT at once
@@ -199,4 +200,14 @@ test('a small file done before its map is due leaves no map, and an old map besi
   await completed(srv, [e.id]);
   expect(sha(await fs.readFile(dest))).toBe(f.sha256);
   expect(await fs.readdir(path.dirname(dest))).toEqual(['small.yaml']);
+});
+
+test('downloads outside a group: never more than MAX_CONCURRENT transferring at once, however small', async () => {
+  files = await startFileServer();
+  srv = await startTestServer({ MAX_CONCURRENT: '2', CONNECTIONS: '4' }, { downloader: { minSegmentBytes: 64 * KiB } });
+  const source = countingSource(files, 200 * KiB);
+  const small = Array.from({ length: 6 }, (_, i) => ({ name: `u${i}.bin`, ...source.add(`u${i}.bin`, 50 * KiB + i) }));
+  const ids = small.map((f) => srv.downloader.add({ url: f.url, folder: 'loras' }, { size: f.data.length }).download.id);
+  await completed(srv, ids);
+  expect(source.peak.files).toBe(2); // the contract's MAX_CONCURRENT: the rest waited as queued
 });

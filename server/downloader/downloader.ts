@@ -4,7 +4,9 @@
  * (job.ts's connectionsFor: one for a small file, up to `connections` for a big one) while it
  * transfers, and for none once its transfer is over (verifying, syncing, renaming). Downloads
  * start in order while their connections fit in what is left: `maxConcurrent` big files at
- * once, or many more small ones; the rest wait as `queued`. With `connections` = 1 that is
+ * once, or many more small ones of a group (a workflow's models, a Hugging Face folder's files);
+ * a download outside a group also waits while `maxConcurrent` downloads transfer (MAX_CONCURRENT
+ * is "downloads transferring at once"); the rest wait as `queued`. With `connections` = 1 that is
  * `maxConcurrent` transfers at once. add, pause, resume, cancel, retry, remove and clear change entries and
  * start or stop jobs. All state lives in the store's entries; this class only changes them.
  * A job's attempts are in run.ts, its end in verify.ts and job.ts; maintenance.ts and orphans.ts
@@ -335,7 +337,11 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
     if (this.state !== 'running') return;
     const budget = this.o.maxConcurrent * this.o.connections;
     let used = 0;
-    for (const job of this.jobs.values()) used += job.share;
+    let transferring = 0;
+    for (const job of this.jobs.values()) {
+      used += job.share;
+      if (job.share > 0) transferring++;
+    }
     for (let i = 0; i < this.queue.length && used < budget; ) {
       const dest = this.queue[i]!;
       const entry = this.store.get(dest);
@@ -346,8 +352,12 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       } else {
         const share = connectionsFor(entry.file_size, this.o.connections, this.o.minSegmentBytes);
         if (used + share > budget) break;
+        // MAX_CONCURRENT is a count of downloads transferring at once; only the files of a group (a
+        // workflow's, a Hugging Face folder's) may go past it, within the connection budget.
+        if (!entry.group && transferring >= this.o.maxConcurrent) break;
         this.queue.splice(i, 1);
         used += share;
+        transferring++;
         this.startJob(entry, share);
       }
     }
