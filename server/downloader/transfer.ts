@@ -58,6 +58,9 @@ export interface AttemptOptions {
   noPart?: boolean;
 }
 
+/** A file up to this size, fetched from byte 0, writes its map only `mapAfterMs` in (or never, when whole by then). */
+const DEFER_MAP_MAX_BYTES = 4 * 1024 * 1024;
+
 export interface AttemptResult {
   /** Bytes in the finished `.part`. */
   size: number;
@@ -182,7 +185,14 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       ...(res.headers['last-modified'] ? { lastModified: res.headers['last-modified'] } : {}),
       fileSize: total,
     };
-    if (offset > 0) {
+    // Only a small file's map waits: a big one's is written before its first byte, so that a disk
+    // that fills up (where no map could be written then) still leaves a `.part` a retry resumes.
+    if (offset > 0 || total === null || total > DEFER_MAP_MAX_BYTES) {
+      if (offset === 0) {
+        await fsp.mkdir(path.dirname(o.abs), { recursive: true }).catch((err: unknown) => {
+          throw diskError(err, o.abs);
+        });
+      }
       await writeMeta(o.abs, map).catch((err: unknown) => {
         throw diskError(err, o.abs);
       });
