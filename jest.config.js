@@ -10,4 +10,7 @@ module.exports = {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   globalSetup: '<rootDir>/jest.global-setup.js',
   testTimeout: 30000,
+  // Two test files at once: most tests wait on throttled sources and timers, not the CPU, so on a
+  // 2-core machine this halves the run (jest's default would be one worker there).
+  maxWorkers: 2,
 };
