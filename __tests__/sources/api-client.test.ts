@@ -283,3 +283,18 @@ test('nextLink reads rel="next" from a Link header, relative or absolute', () =>
   expect(nextLink('<https://x/prev>; rel="prev"', base)).toBeUndefined();
   expect(nextLink(undefined, base)).toBeUndefined();
 });
+
+test('a kept-alive connection the host closed while idle is not an error: the GET is asked again on a new one', async () => {
+  // The second request on a connection finds it closed without an answer, as when the host's
+  // keep-alive timeout ends the moment the client reuses it.
+  const served = new WeakMap<object, number>();
+  api.route('/api/again', (req, res) => {
+    const n = (served.get(req.socket) ?? 0) + 1;
+    served.set(req.socket, n);
+    if (n > 1) return req.socket.destroy();
+    sendJson(res, 200, { n });
+  });
+  const c = client();
+  expect((await c.getJson<{ n: number }>(new URL(`${api.url}/api/again`))).data).toEqual({ n: 1 });
+  expect((await c.getJson<{ n: number }>(new URL(`${api.url}/api/again`))).data).toEqual({ n: 1 });
+});

@@ -35,6 +35,9 @@ export interface Agents {
   https?: https.Agent;
 }
 
+/** Errors of a kept-alive connection that the host had closed: nothing was answered, a GET may be asked again. */
+const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE', 'ERR_SOCKET_CONNECTION_TIMEOUT']);
+
 /** The default agents: every connection's DNS answer goes through the address guard. */
 export const guardedAgents: Readonly<Required<Agents>> = Object.freeze({
   http: new http.Agent({ keepAlive: true, lookup: guardedLookup }),
@@ -286,11 +289,18 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         checkHop(url);
         const via = proxyHop(url);
         let res: AxiosResponse<Buffer>;
-        try {
-          res = await instance.get<Buffer>(url.toString(), {
+        const get = (): Promise<AxiosResponse<Buffer>> =>
+          instance.get<Buffer>(url.toString(), {
             ...via?.config,
             signal,
             headers: { Accept: 'application/json', 'User-Agent': 'model-downloader/0.1', ...(options.headersFor?.(url) ?? {}), ...via?.headers },
+          });
+        try {
+          res = await get().catch((err: unknown) => {
+            // A kept-alive connection the host closed while it sat idle (its keep-alive timeout)
+            // fails at once, before any answer: a GET is asked again once, on a new connection.
+            if (signal.aborted || (err as AxiosError).response || !STALE_SOCKET.has(String((err as AxiosError).code))) throw err;
+            return get();
           });
         } catch (err) {
           throw transportError(err, url, deadline, request.signal, via);
