@@ -157,6 +157,9 @@ export class LockSpace {
       this.holds.delete(dir);
       this.forget(dir);
       if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return undefined;
+      // Several servers taking one stale lock at once: the folder one of them made was removed by
+      // another before proper-lockfile's first touch of it (utime ENOENT). Contested: not ours.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (err as NodeJS.ErrnoException).path === dir) return undefined;
       throw err;
     }
     try {
