@@ -157,7 +157,7 @@ function linkError(err: unknown, sameAs: string, d: Destination): AppError {
       why = `the file system of ${d.folder} does not allow a hard link there (EPERM)`;
       break;
     case 'EEXIST':
-      why = `a file appeared at ${d.dest} meanwhile`;
+      why = `something is already at ${d.dest} (a file made meanwhile, or a link to nothing)`;
       break;
     default:
       why = `${code}${typeof (err as NodeJS.ErrnoException).syscall === 'string' ? ` (${(err as NodeJS.ErrnoException).syscall})` : ''}`;

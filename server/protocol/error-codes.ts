@@ -122,6 +122,7 @@ export const ERROR_CODES = {
   EFBIG: 'The file is larger than the disk or file system allows',
   EXDEV: '`link`: the file with the same sha256 is on another file system; a hard link cannot cross it (409)',
   EMLINK: '`link`: the file with the same sha256 has as many hard links as its file system allows (409)',
+  EEXIST: '`link`: something is already at the destination (a file made meanwhile, a link to nothing) (409)',
 } as const satisfies Record<string, string>;
 
 export type RegisteredErrorCode = keyof typeof ERROR_CODES;
