@@ -204,8 +204,9 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
       stat = fs.statSync(d.abs, { throwIfNoEntry: false });
     } catch (err) {
       if (errnoOf(err) !== 'ENOTDIR') throw err;
-      throw conflict('ENOTDIR', `A file is where a folder of ${d.dest} should be; choose another folder`);
     }
+    // Node 20 throws ENOTDIR here, Node 24 answers "nothing there": look for the file in the path.
+    if (!stat && fileInPath(d.abs, this.o.modelsDir)) throw conflict('ENOTDIR', `A file is where a folder of ${d.dest} should be; choose another folder`);
     if (stat?.isDirectory()) throw conflict('DEST_IS_DIRECTORY', `${d.dest} is a folder; choose another filename`);
     if (stat && !req.overwrite) {
       const download =
@@ -407,5 +408,19 @@ export class Downloader extends EventEmitter<{ finished: [Entry] }> {
   private applyExternal(entries: Map<string, Entry>): void {
     mergeExternal(this.store, this.jobs.keys(), entries);
     this.maintain();
+  }
+}
+
+/** Whether the nearest existing folder of `abs`'s path (up to `root`) is a file instead. */
+function fileInPath(abs: string, root: string): boolean {
+  for (let dir = path.dirname(abs); ; dir = path.dirname(dir)) {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(dir, { throwIfNoEntry: false });
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOTDIR') throw err;
+    }
+    if (st) return !st.isDirectory();
+    if (dir === root || dir === path.dirname(dir)) return false;
   }
 }
