@@ -263,7 +263,11 @@ export class LockSpace {
         fs.stat(dir, (err2, st) => {
           if (err2) return cb(err2);
           const s = this.state(dir);
-          s.ours = st.mtimeMs;
+          // Read back as stamped (to the millisecond, or the whole second of a coarse volume), else
+          // another taker stamped it between our utimes and this stat: it is not ours, and its
+          // stamp must not be taken for ours (two holders of one lock).
+          const want = stamp * 1000;
+          s.ours = Math.abs(st.mtimeMs - want) < 1 || st.mtimeMs === Math.floor(want / 1000) * 1000 ? st.mtimeMs : Number.NaN;
           s.seen = { raw: st.mtimeMs, local };
           this.touched(dir, began);
           cb(null);
