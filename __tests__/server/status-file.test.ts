@@ -50,9 +50,15 @@ test('progress writes are coalesced: a few per second, whatever the number of do
   const srv = await start({ MAX_CONCURRENT: '4' });
   const stat = async (): Promise<number> => (await fs.stat(srv.statusFile)).mtimeMs;
   for (const name of ['w', 'x', 'y', 'z']) {
-    const f = files.addFile(`/${name}.bin`, { size: 4_000_000, throttle: 2_000_000 });
+    const f = files.addFile(`/${name}.bin`, { size: 12_000_000, throttle: 2_000_000 });
     await srv.api('POST', '/api/downloads', { url: f.url, folder: 'loras' });
   }
+  // State changes are written at once (not coalesced): open the window only once all four are
+  // downloading, so that it sees progress writes alone (the files last 6 s, well past the window).
+  await waitFor(async () => {
+    const entries = Object.values((await srv.api('GET', '/status')).body as Record<string, Entry>);
+    return entries.length === 4 && entries.every((e) => e.status === 'downloading' && e.downloaded > 0);
+  }, 'all four downloading');
   // Count distinct versions of the file seen during one second of transfer (each rewrite changes
   // the byte counts; inode numbers are no use: the filesystem reuses them at once).
   await srv.store.flush();
