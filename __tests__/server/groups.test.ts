@@ -130,13 +130,55 @@ test('a download counts for no connection once its transfer is over: the next st
   const eb = (await srv.api('POST', '/api/downloads', { url: b.url, folder: 'vae' })).body.download as Entry;
   try {
     await files.waitForRequest((r) => r.path === '/b.bin');
-    expect(srv.store.getById(ea.id)!.status).toBe('verifying'); // renamed, its folder not yet synced: not completed
+    expect(['downloading', 'verifying']).toContain(srv.store.getById(ea.id)!.status); // its folder not yet synced: not completed
   } finally {
     release();
   }
   const [da, db] = await completed(srv, [ea.id, eb.id]);
   expect(da!.status).toBe('completed');
   expect(db!.status).toBe('completed');
+});
+
+test('a download counts for no connection once its last byte is in: the next starts while it fsyncs its file', async () => {
+  files = await startFileServer();
+  // Progress reported at most every 10 s, the stall watch (which reports too) every second: the
+  // last report during a's transfer is its first, not its last byte (as for a fast small file).
+  srv = await startTestServer({ MAX_CONCURRENT: '1' }, { downloader: { progressIntervalMs: 10_000, stallMs: 60_000 } });
+  const a = files.addFile('/a.bin', { size: 100 * KiB });
+  const b = files.addFile('/b.bin', { size: 100 * KiB });
+  // Every fsync of a file handle (a's `.part` after its last byte) is held until b's request has
+  // reached the source: before, a held its connection through that sync and its close.
+  const probe = await fs.open(__filename, 'r');
+  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+  await probe.close();
+  const sync = proto.sync;
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let synced!: () => void;
+  const syncing = new Promise<void>((r) => (synced = r));
+  proto.sync = async function (this: unknown): Promise<void> {
+    synced();
+    await held;
+    return sync.call(this);
+  };
+  try {
+    const ea = (await srv.api('POST', '/api/downloads', { url: a.url, folder: 'vae' })).body.download as Entry;
+    const eb = (await srv.api('POST', '/api/downloads', { url: b.url, folder: 'vae' })).body.download as Entry;
+    await syncing;
+    // Within 600 ms of a's sync, before the stall watch's next report could free a's connection.
+    const asked = files.waitForRequest((r) => r.path === '/b.bin').then(() => 'b asked');
+    const raced = await Promise.race([asked, new Promise((r) => setTimeout(r, 600, 'b waited'))]);
+    const during = srv.store.getById(ea.id)!;
+    release();
+    expect(raced).toBe('b asked');
+    expect(during.status).toBe('downloading'); // every byte in, not yet synced: not verifying, not completed
+    const [da, db] = await completed(srv, [ea.id, eb.id]);
+    expect(da!.status).toBe('completed');
+    expect(db!.status).toBe('completed');
+  } finally {
+    release();
+    proto.sync = sync;
+  }
 });
 
 test('a file is said completed only after a folder sync that began with the file under its final name', async () => {

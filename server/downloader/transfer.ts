@@ -269,6 +269,10 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
         received = pump.received;
       }
       if (total === null || offset + received === total) {
+        // Every byte is in: said now, so that the connection goes to the next download (run.ts)
+        // while this one syncs and closes its file, not after (a small file's sync and close took
+        // longer than its transfer).
+        reportIfChanged!();
         // The whole file: synced now, on the handle already open, rather than opened again for it
         // before the rename (one file of a group costs two fewer trips to the disk's threads).
         await behind.settled();
