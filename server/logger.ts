@@ -5,8 +5,10 @@ export interface Logger {
   error(message: string): void;
 }
 
+// Written to the streams directly, as console.log would with one string (without its formatting
+// pass: a group of hundreds of files logs a line per file).
 export const consoleLogger: Logger = {
-  info: (m) => console.log(`${new Date().toISOString()} ${m}`),
-  warn: (m) => console.warn(`${new Date().toISOString()} warning: ${m}`),
-  error: (m) => console.error(`${new Date().toISOString()} error: ${m}`),
+  info: (m) => process.stdout.write(`${new Date().toISOString()} ${m}\n`),
+  warn: (m) => process.stderr.write(`${new Date().toISOString()} warning: ${m}\n`),
+  error: (m) => process.stderr.write(`${new Date().toISOString()} error: ${m}\n`),
 };

@@ -23,6 +23,9 @@ export interface AttemptAbort {
   dispose(options?: { abortUnread?: boolean }): void;
 }
 
+/** The reason of an attempt that ended: one error for all (nobody reports it; its stack was a cost per file). */
+const TRANSFER_OVER = new AppError('ABORTED', 'transfer over');
+
 export function attemptAbort(outer: AbortSignal, watch: StallWatch): AttemptAbort {
   const controller = new AbortController();
   const onOuterAbort = (): void => controller.abort(outer.reason);
@@ -50,7 +53,7 @@ export function attemptAbort(outer: AbortSignal, watch: StallWatch): AttemptAbor
     dispose: ({ abortUnread = false } = {}) => {
       clearInterval(timer); // clears a timeout too
       outer.removeEventListener('abort', onOuterAbort);
-      if (abortUnread && !controller.signal.aborted) controller.abort(new AppError('ABORTED', 'transfer over'));
+      if (abortUnread && !controller.signal.aborted) controller.abort(TRANSFER_OVER);
     },
   };
 }

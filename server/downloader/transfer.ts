@@ -287,7 +287,7 @@ export async function attemptTransfer(o: AttemptOptions): Promise<AttemptResult>
       await file.close();
     }
     const size = offset + received;
-    o.onProgress(size, total);
+    if (size !== reported) o.onProgress(size, total); // the whole file was reported before its sync
     if (total !== null && size < total) {
       throw new AppError('INCOMPLETE', `${host} closed the connection after ${size} of ${total} bytes`, { retryable: true });
     }

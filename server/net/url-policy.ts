@@ -98,8 +98,26 @@ function embeddedIPv4(address: string): string[] {
   return [];
 }
 
+/**
+ * The verdicts of isForbiddenAddress for the addresses met lately: a BlockList check builds
+ * SocketAddress objects, and every request of a group's hundreds of files asks again for the same
+ * few addresses. Bounded: cleared when full.
+ */
+const verdicts = new Map<string, boolean>();
+const MAX_VERDICTS = 1024;
+
 /** True for link-local and cloud-metadata addresses, in any spelling; those are never fetched. */
 export function isForbiddenAddress(address: string): boolean {
+  let verdict = verdicts.get(address);
+  if (verdict === undefined) {
+    verdict = judgeAddress(address);
+    if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
+    verdicts.set(address, verdict);
+  }
+  return verdict;
+}
+
+function judgeAddress(address: string): boolean {
   const family = net.isIP(address);
   if (family === 0) return false;
   if (family === 4) return FORBIDDEN.check(address, 'ipv4');
