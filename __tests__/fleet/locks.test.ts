@@ -9,7 +9,7 @@ import { loadConfig } from '../../server/config';
 import { ChunkWriter } from '../../server/disk/chunk-writer';
 import { guardFile } from '../../server/disk/guarded-file';
 import { VolumeClock } from '../../server/fleet/clock';
-import { LockSpace, lockTimings, type LockTimings } from '../../server/fleet/locks';
+import { LockSpace, lockStamp, lockTimings, readBackIsOurs, type LockTimings } from '../../server/fleet/locks';
 import { tempDir, waitFor } from '../helpers/harness';
 
 let dir: string;
@@ -157,6 +157,27 @@ describe('locks', () => {
     const u = new Date(Date.now() + 8000 - 1000);
     await fs.utimes(`${other}.lock`, u, u);
     expect(await space(8000).acquire(other)).toBeUndefined();
+  });
+
+  test('a stamp read back is ours only when it is the one we wrote, at the precision the volume keeps', () => {
+    const now = 1_796_086_430_666;
+    for (let i = 0; i < 200; i++) {
+      const ours = lockStamp(now);
+      const theirs = lockStamp(now);
+      expect(Math.floor(ours * 1000)).toBe(now); // the same millisecond, a fraction of it added
+      expect(Number.isInteger(ours * 1000)).toBe(false);
+      // A fine volume (ns, µs): ours read back is ours; another taker's stamp in the same
+      // millisecond is not (it was taken for ours within 1 ms before: two holders of one lock).
+      expect(readBackIsOurs(ours, ours * 1000)).toBe(true);
+      expect(readBackIsOurs(ours, Math.floor(ours * 1e6) / 1000)).toBe(true); // cut to the µs
+      if (Math.round(theirs * 1e5) !== Math.round(ours * 1e5)) expect(readBackIsOurs(ours, theirs * 1000)).toBe(false);
+      // A coarse volume keeps the whole millisecond, or second: ours (another's looks the same there).
+      expect(readBackIsOurs(ours, now)).toBe(true);
+      expect(readBackIsOurs(ours, Math.floor(now / 1000) * 1000)).toBe(true);
+      // Anything else is not.
+      expect(readBackIsOurs(ours, now + 1)).toBe(false);
+      expect(readBackIsOurs(ours, now - 1000)).toBe(false);
+    }
   });
 
   test('two takers of one stale lock: exactly one gets it', async () => {

@@ -117,6 +117,30 @@ class Hold implements HeldLock {
   }
 }
 
+/**
+ * A lock's stamp (seconds, for utimes) for the volume time `nowMs`: the millisecond plus a random
+ * fraction of it in steps of 10 µs (1–99 steps, never a whole millisecond), so that two takers
+ * stamping in the same millisecond leave different mtimes on a volume that keeps them finely.
+ */
+export function lockStamp(nowMs: number): number {
+  return (Math.floor(nowMs) + crypto.randomInt(1, 100) / 100) / 1000;
+}
+
+/**
+ * Whether an mtime read back right after stamping `stamp` (lockStamp) is that stamp, as the volume
+ * stores it: the same to within 2 µs (a volume that keeps micro- or nanoseconds; a double's
+ * rounding), or cut to the whole millisecond or second (a coarse volume, which keeps no fraction).
+ * Another taker's stamp in the same millisecond differs by 10 µs or more on a fine volume, and
+ * has a fraction there, so it is never taken for ours. (On a coarse volume two takers in one
+ * millisecond or second cannot be told apart by their stamps; see docs/reference.md.)
+ */
+export function readBackIsOurs(stamp: number, mtimeMs: number): boolean {
+  const want = stamp * 1000;
+  if (Math.abs(mtimeMs - want) < 0.002) return true;
+  if (!Number.isInteger(mtimeMs)) return false; // a fraction: a fine volume, and another stamp
+  return mtimeMs === Math.floor(want) || mtimeMs === Math.floor(want / 1000) * 1000;
+}
+
 /** The locks of one fleet folder, and the file system they are made with (see the top). */
 export class LockSpace {
   private readonly dirs = new Map<string, DirState>();
@@ -257,17 +281,15 @@ export class LockSpace {
       // Now on the volume's clock, with a random fraction of a millisecond: "still ours" compares
       // stamps, and two holders stamping in the same millisecond (proper-lockfile's precision probe
       // stamps a whole second + 5 ms) must not look alike. proper-lockfile is shown `local`.
-      const stamp = (Date.now() + this.clock.offsetMs) / 1000 + crypto.randomInt(1, 1000) / 1e6;
+      const stamp = lockStamp(Date.now() + this.clock.offsetMs);
       fs.utimes(dir, stamp, stamp, (err) => {
         if (err) return cb(err);
         fs.stat(dir, (err2, st) => {
           if (err2) return cb(err2);
           const s = this.state(dir);
-          // Read back as stamped (to the millisecond, or the whole second of a coarse volume), else
-          // another taker stamped it between our utimes and this stat: it is not ours, and its
-          // stamp must not be taken for ours (two holders of one lock).
-          const want = stamp * 1000;
-          s.ours = Math.abs(st.mtimeMs - want) < 1 || st.mtimeMs === Math.floor(want / 1000) * 1000 ? st.mtimeMs : Number.NaN;
+          // Read back as stamped, else another taker stamped it between our utimes and this stat:
+          // it is not ours, and its stamp must not be taken for ours (two holders of one lock).
+          s.ours = readBackIsOurs(stamp, st.mtimeMs) ? st.mtimeMs : Number.NaN;
           s.seen = { raw: st.mtimeMs, local };
           this.touched(dir, began);
           cb(null);
