@@ -14,6 +14,9 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import type { Entry } from '../../server/protocol/wire';
+import { createEditWatch } from '../../server/store/status-file-watch';
 import { startFileServer, type FileServer } from '../helpers/file-server';
 import { startTestServer, tempDir, waitFor, type TestServer } from '../helpers/harness';
 
@@ -66,6 +69,37 @@ test('an edit saved with a byte-order mark (an editor on Windows) is applied lik
 });
 
 describe('edits by another process', () => {
+  test('an edit written in place between our look and our rename is read from the file we looked at, and applied', async () => {
+    const { dir, cleanup } = await tempDir('md-edits-');
+    cleanups.push(cleanup);
+    const file = path.join(dir, 'status.json');
+    const ours = JSON.stringify({ 'loras/ok.bin': good() });
+    await fs.writeFile(file, ours);
+    const edits: Array<Map<string, Entry>> = [];
+    const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const watch = createEditWatch({ file, log: quiet, isValidDest: () => true, enabled: true, onEdit: (e) => edits.push(e) });
+    watch.remember(ours);
+    // A write with nothing in between: no edit.
+    expect(await watch.look()).toBe(false);
+    const next = JSON.stringify({ 'loras/ok.bin': good({ progress: 100 }) });
+    watch.remember(next);
+    await writeFileAtomic(file, next);
+    await watch.afterWrite();
+    expect(edits).toEqual([]);
+    // Looked at; then another process writes the file in place (the same file, truncated and
+    // filled); then our write renames over that name, as every write does.
+    expect(await watch.look()).toBe(false);
+    await fs.writeFile(file, JSON.stringify({ 'loras/ok.bin': good(), 'vae/added.bin': good({ id: 'added' }) }));
+    const third = JSON.stringify({ 'loras/ok.bin': good({ attempts: 2 }) });
+    watch.remember(third);
+    await writeFileAtomic(file, third);
+    expect(await fs.readFile(file, 'utf8')).toBe(third); // the edit is no longer under the name
+    await watch.afterWrite();
+    expect(edits).toHaveLength(1);
+    expect([...edits[0]!.keys()].sort()).toEqual(['loras/ok.bin', 'vae/added.bin']);
+    await watch.close();
+  });
+
   test('an edit made while a download writes the file is applied, not lost to our next write; the live download keeps its state', async () => {
     files = await startFileServer();
     const f = files.addFile('/live.bin', { size: 3_000_000, throttle: 1_500_000 });

@@ -26,7 +26,11 @@ export type ParsedText =
  * BOM"), or as UTF-16 (PowerShell 5's `Out-File`): JSON.parse refuses both as they come.
  */
 export async function readStatusText(file: string): Promise<string> {
-  const data = await fs.readFile(file);
+  return decodeStatusBytes(await fs.readFile(file));
+}
+
+/** A status file's bytes as text: UTF-8 (a byte-order mark dropped) or UTF-16LE with its mark. */
+export function decodeStatusBytes(data: Buffer): string {
   if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) return data.subarray(3).toString('utf8');
   if (data[0] === 0xff && data[1] === 0xfe) return data.subarray(2).toString('utf16le');
   return data.toString('utf8');

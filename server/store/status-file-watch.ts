@@ -5,12 +5,19 @@
  * started from are remembered (`remember`) and never taken for edits; an edit that cannot be used
  * (empty, cut short: another process writing the file in place) is ignored, and `look` says so, so
  * that the writer can give it a moment to be finished (the wait itself: status-file-write.ts).
+ *
+ * An edit made in place (`jq … > status.json`, Python's `open('w')`: the same file truncated and
+ * written again) between that look and our rename would go with the file our rename replaces. So
+ * the file looked at stays open until our write is done (`afterWrite`): an edit written into it
+ * meanwhile is still read there, and applied. (An edit renamed into place in that moment is lost:
+ * a rename replaces whatever holds the name; only a cooperating writer could avoid that.)
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
-import { parseStatusText, readStatusText, type ReadOptions } from './status-file-read';
+import type { Stats } from 'node:fs';
+import { decodeStatusBytes, parseStatusText, readStatusText, type ReadOptions } from './status-file-read';
 import type { Entry } from '../protocol/wire';
 
 export interface EditWatchOptions extends ReadOptions {
@@ -28,6 +35,11 @@ export interface EditWatch {
    * could not be used (empty, cut short): one being written in place.
    */
   look(): Promise<boolean>;
+  /**
+   * Our write that followed the last look is done (or failed): an edit written in place into the
+   * file that look read, after it read it, is applied now. Never rejects.
+   */
+  afterWrite(): Promise<void>;
   /** Starts polling the file; resolves once the watcher is ready. */
   start(): Promise<void>;
   /** Stops applying edits at once, then stops polling. Idempotent. */
@@ -48,6 +60,8 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
    * after our own write compares the file with it (a memcmp) instead of hashing megabytes.
    */
   let latest: string | undefined;
+  /** The file the last look read, kept open through our write, and what it was then. */
+  let held: { handle: fs.FileHandle; stat: Stats } | undefined;
   /** The hash of the last edit that could not be used. */
   let unusableEdit: string | undefined;
   let watcher: FSWatcher | undefined;
@@ -79,6 +93,12 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
     onEdit(parsed.entries);
   };
 
+  const letGo = async (): Promise<void> => {
+    const h = held;
+    held = undefined;
+    await h?.handle.close().catch(() => undefined);
+  };
+
   const onFileChanged = async (): Promise<void> => {
     if (closed) return;
     let text: string;
@@ -98,14 +118,38 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
     // looks first, and the edit is applied (the downloader merges it) before it writes.
     async look() {
       if (!enabled || closed) return false;
+      await letGo();
       let text: string;
+      let handle: fs.FileHandle | undefined;
       try {
-        text = await readStatusText(file);
+        handle = await fs.open(file, 'r');
+        const stat = await handle.stat();
+        text = decodeStatusBytes(await handle.readFile());
+        held = { handle, stat };
       } catch {
+        await handle?.close().catch(() => undefined);
         return false;
       }
       apply(text);
       return unusableEdit !== undefined && unusableEdit === hash(text);
+    },
+
+    async afterWrite() {
+      const h = held;
+      if (!h) return;
+      try {
+        const now = await h.handle.stat();
+        const same = now.size === h.stat.size && now.mtimeMs === h.stat.mtimeMs && now.ctimeMs === h.stat.ctimeMs;
+        if (!same && !closed) {
+          const data = Buffer.alloc(now.size);
+          const { bytesRead } = await h.handle.read(data, 0, now.size, 0);
+          apply(decodeStatusBytes(data.subarray(0, bytesRead)));
+        }
+      } catch {
+        // the edit could not be read: as before, the next look or poll sees what the file holds
+      } finally {
+        await letGo();
+      }
     },
 
     async start() {
@@ -129,6 +173,7 @@ export function createEditWatch(options: EditWatchOptions): EditWatch {
     close() {
       closed = true;
       return (closing ??= (async () => {
+        await letGo();
         await watcher?.close();
         watcher = undefined;
       })());

@@ -88,6 +88,8 @@ export interface StatusFileWriterOptions {
   look: () => Promise<boolean>;
   /** Called with each content as it is taken to be written, before the file changes. */
   writing: (content: string) => void;
+  /** Called once each write is done or failed, before the writer moves on. Must not reject. @default nothing */
+  afterWrite?: () => Promise<void>;
 }
 
 export interface StatusFileWriter {
@@ -154,6 +156,7 @@ export function createStatusFileWriter(options: StatusFileWriterOptions): Status
       .then(() => {
         failed = false;
       }, failedWith)
+      .then(() => options.afterWrite?.())
       .then(() => on({ type: 'written' }));
   };
 

@@ -50,6 +50,7 @@ export function createStatusFile(options: StatusFileOptions): StatusFile {
     writeIntervalMs: options.writeIntervalMs,
     entries: options.entries,
     look: () => watch.look(),
+    afterWrite: () => watch.afterWrite(),
     writing: (content) => watch.remember(content),
   });
   let closing: Promise<void> | undefined;
