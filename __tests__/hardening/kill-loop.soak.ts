@@ -79,7 +79,7 @@ const rangeStart = (r: RequestRecord): number | undefined => {
 
 describe.each([
   { connections: 1, throttle: 1_000_000 },
-  { connections: 4, throttle: 300_000 },
+  { connections: 4, throttle: 240_000 },
 ])('kill -9 at 20 moments with CONNECTIONS=$connections', ({ connections, throttle }) => {
   let files: FileServer;
   let dir: string;
