@@ -20,6 +20,8 @@ export { DEFAULT_TIMEOUTS, type ConnectionOptions, type Timeouts, type TlsOption
 
 /** A read is never offered less room than this: the block is retired and a fresh one taken. */
 const MIN_READ = 64 * 1024;
+/** Where a read lands while the block is full of bytes its reader has not taken (nextBuffer); copied out at once by onRead. */
+const SCRATCH = Buffer.allocUnsafe(MIN_READ);
 
 /**
  * - busy: a request or its body owns it (a new connection starts so).
@@ -301,7 +303,14 @@ export class Connection {
   }
 
   private nextBuffer(): Buffer {
-    if (BLOCK - this.fill < MIN_READ) this.retire();
+    if (BLOCK - this.fill < MIN_READ) {
+      // Node asks for the next read's buffer as soon as a read is handled, even one that paused the
+      // socket: a response head with a block of body behind it, which waits for the body's reader.
+      // Retiring now would copy that whole block (1 MiB for each small file of a group); the next
+      // read, once resumed, goes to the scratch buffer and onRead retires the block then, emptied.
+      if (this.paused && this.fill > this.used) return SCRATCH;
+      this.retire();
+    }
     return this.block.subarray(this.fill);
   }
 
