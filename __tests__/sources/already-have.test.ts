@@ -129,6 +129,18 @@ test('link: true makes a hard link (same inode) with its own completed entry and
   expect(exists(path.join(srv.modelsDir, 'loras', 'other'))).toBe(false);
   expect(files.requests.length).toBe(before);
 
+  // The folders made for a refused link go again only while empty: a file another server (the
+  // fleet shares the volume) began in one of them meanwhile stays, with its folders.
+  const theirs = path.join(srv.modelsDir, 'loras', 'deep', 'theirs.safetensors.part');
+  jest.spyOn(fs, 'linkSync').mockImplementation(() => {
+    fs.writeFileSync(theirs, 'bytes of another download');
+    throw Object.assign(new Error('EXDEV: cross-device link not permitted, link'), { code: 'EXDEV', syscall: 'link' });
+  });
+  const raced = await srv.api('POST', '/api/downloads', { url: a.url, folder: 'loras/deep/er', filename: 'x.safetensors', sha256: a.sha256, link: true });
+  expect(raced.status).toBe(409);
+  expect(fs.readFileSync(theirs, 'utf8')).toBe('bytes of another download');
+  expect(exists(path.join(srv.modelsDir, 'loras', 'deep', 'er'))).toBe(false);
+
   const bad = await srv.api('POST', '/api/downloads', { url: a.url, folder: 'vae', sha256: a.sha256, link: 'yes' });
   expect(bad.status).toBe(400);
   expect(bad.body.error.code).toBe('INVALID_BODY');

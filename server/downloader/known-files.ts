@@ -112,8 +112,9 @@ export function offerSameFile(same: SameFile, offer: Offer, deps: { store: Statu
     made = fs.mkdirSync(path.dirname(d.abs), { recursive: true });
     fs.linkSync(same.abs, d.abs);
   } catch (err) {
-    // A refused request changes nothing: the folders made for the link go again.
-    if (made) fs.rmSync(made, { recursive: true, force: true });
+    // A refused request changes nothing: the folders made for the link go again, each only while
+    // empty (another server of the fleet may have begun a file in one meanwhile).
+    if (made) removeEmptyFolders(path.dirname(d.abs), made);
     throw linkError(err, same.entry.dest, d);
   }
   // The `.part` of an earlier attempt at this destination is of no use now that the file is whole.
@@ -139,6 +140,18 @@ export function offerSameFile(same: SameFile, offer: Offer, deps: { store: Statu
   deps.store.put(entry);
   deps.log.info(`${d.dest}: linked to ${same.entry.dest} (same sha256), nothing downloaded`);
   return { outcome: 'already_exists', download: entry, same_as: same.entry.dest, linked: true };
+}
+
+/** Removes `folder` and its parents up to `top` (made for a link), bottom-up, stopping at the first one not empty. */
+function removeEmptyFolders(folder: string, top: string): void {
+  for (let dir = folder; ; dir = path.dirname(dir)) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      return; // not empty (or gone): it and the folders above it stay
+    }
+    if (dir === top || path.dirname(dir) === dir) return;
+  }
 }
 
 /** Why a hard link could not be made, in the user's terms (destinations, never the server's paths). */
