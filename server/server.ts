@@ -111,7 +111,8 @@ export async function startServer(config: Readonly<Config>, options: StartOption
       const result = await intake(prepared.req, { downloader: adder, sources, modelsDir: config.modelsDir }, addOptions);
       return prepared.note ? { ...result, note: prepared.note } : result;
     };
-    const room = roomCheck({ modelsDir: config.modelsDir, store });
+    // In fleet mode the volume is shared: every server's downloads count.
+    const room = roomCheck({ modelsDir: config.modelsDir, store: fleet ? { all: () => fleet.list(), get: (dest) => fleet.entryFor(dest) } : store });
     const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, { add, room });
     const probe = createProbe({ sources, agent: downloader.agent });
     const app = createApp({ config, store, downloader, log, intake: add, repo, room, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}), ...(fleet ? { fleet } : {}) });

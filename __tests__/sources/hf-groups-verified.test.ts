@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Entry } from '../../server/protocol/wire';
 import { gitBlobOf, sha256Of, startFakeHub, type FakeHub } from '../helpers/fake-hub';
 import { startFileServer, type FileServer } from '../helpers/file-server';
-import { settled, startTestServer, type TestServer } from '../helpers/harness';
+import { settled, startTestServer, waitFor, type TestServer } from '../helpers/harness';
 import { smallDisk, type SmallDisk } from '../helpers/small-disk';
 import { node } from '../workflows/fixtures';
 
@@ -156,4 +156,28 @@ test('a workflow whose missing models do not fit on their disk answers 507 and s
   // The plan asked each source for one byte (its size); nothing more was fetched.
   expect(files.requests.every((r) => r.range === 'bytes=0-0')).toBe(true);
   expect(await fs.readdir(disk.dir)).toEqual([]);
+});
+
+test('what the downloads under way have still to write is not free: a workflow that fits only in that space answers 507', async () => {
+  files = await startFileServer();
+  const slow = files.addFile('/slow.safetensors', { size: 300_000, throttle: 30_000 });
+  const a = files.addFile('/a.safetensors', { size: 200_000 });
+  const b = files.addFile('/b.safetensors', { size: 200_000 });
+  srv = await startTestServer();
+  disk = await smallDisk(path.join(srv.modelsDir, 'loras'), 600 * 1024);
+  const started = await srv.api('POST', '/api/downloads', { url: slow.url, folder: 'loras' });
+  expect(started.status).toBe(202);
+  const under = await waitFor(() => {
+    const e = srv!.store.get('loras/slow.safetensors');
+    return e?.status === 'downloading' && e.downloaded > 0 ? e : undefined;
+  }, 'the slow download under way');
+  expect(under.downloaded).toBeLessThan(150_000);
+  // 400,000 bytes fit in what is free now (over 450,000), not once the slow file has its other ~270,000.
+  const link = (name: string, url: string) => ({ properties: { models: [{ name, url, directory: 'loras' }] } });
+  const workflow = { nodes: [node(1, 'LoraLoader', ['a.safetensors', 1, 1], link('a.safetensors', a.url)), node(2, 'LoraLoader', ['b.safetensors', 1, 1], link('b.safetensors', b.url))], links: [] };
+  const res = await srv.api('POST', '/api/workflows/download?name=flow.json', workflow);
+  expect(res.status).toBe(507);
+  expect(res.body.error.message).toMatch(/^flow needs .*\(400,000 bytes\) more for its 2 files in loras, and that disk has .* free, .* of it still to be written by the downloads under way; free some space first/);
+  expect(srv.store.get('loras/a.safetensors')).toBeUndefined();
+  expect(srv.store.get('loras/slow.safetensors')!.status).toBe('downloading');
 });

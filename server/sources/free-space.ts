@@ -10,7 +10,7 @@ import { AppError } from '../errors';
 import { partPath } from '../disk/part-file';
 import { resolveDest } from '../disk/paths';
 import { findSameFile } from '../downloader/known-files';
-import { isFinished } from '../protocol/status';
+import { isActive, isFinished } from '../protocol/status';
 import type { Entry } from '../protocol/wire';
 import type { GroupItem, RoomCheck } from './groups';
 
@@ -67,20 +67,41 @@ function bytesInPart(abs: string, size: number): number {
 
 export interface RoomDeps {
   modelsDir: string;
-  /** The downloads (StatusStore): a file being downloaded is not counted twice; a completed one with the same sha256 needs no bytes. */
+  /**
+   * The downloads (the StatusStore; in fleet mode every server's, the volume being shared): those
+   * under way have their remaining bytes promised on their disk, and a file of the group among them
+   * is not counted twice; a completed one with the same sha256 needs no bytes.
+   */
   store: { all(): Entry[]; get(dest: string): Entry | undefined };
+}
+
+interface Disk {
+  need: number;
+  files: number;
+  free: number;
+  /** Bytes the downloads under way on it (queued to verifying) have still to write. */
+  promised: number;
+  folder: string;
+}
+
+/** The device of the folder `abs` is to be written in (its nearest existing parent's), with that folder. */
+function diskOf(abs: string): { dev: number; dir: string } | undefined {
+  const dir = nearestDir(path.dirname(abs));
+  const dev = dir === undefined ? undefined : statOf(dir)?.dev;
+  return dev === undefined || dir === undefined ? undefined : { dev, dir };
 }
 
 /**
  * The check a group makes before it starts (see groups.ts): the known sizes of its files, less
  * what is already on disk — a file at its destination, the same file (by sha256) completed
  * elsewhere, bytes already in a `.part`, a destination already being downloaded — summed per disk
- * (a folder may be another mount) against that disk's free space. Files of unknown size count 0.
+ * (a folder may be another mount) against that disk's free space less what the downloads under
+ * way there have still to write. Files of unknown size count 0.
  */
 export function roomCheck(deps: RoomDeps): RoomCheck {
   return (what, items) => {
     const entries = deps.store.all();
-    const disks = new Map<number, { need: number; files: number; free: number; folder: string }>();
+    const disks = new Map<number, Disk>();
     for (const { req, size } of items) {
       if (size === undefined || size <= 0) continue;
       let d;
@@ -97,22 +118,35 @@ export function roomCheck(deps: RoomDeps): RoomCheck {
       }
       const need = size - bytesInPart(d.abs, size);
       if (need <= 0) continue;
-      const dir = nearestDir(path.dirname(d.abs));
-      if (dir === undefined) continue;
-      const dev = statOf(dir)?.dev;
-      if (dev === undefined) continue;
-      const disk = disks.get(dev) ?? { need: 0, files: 0, free: Infinity, folder: d.folder.split('/')[0]! };
+      const at = diskOf(d.abs);
+      if (at === undefined) continue;
+      const disk = disks.get(at.dev) ?? { need: 0, files: 0, free: Infinity, promised: 0, folder: d.folder.split('/')[0]! };
       disk.need += need;
       disk.files++;
-      disk.free = Math.min(disk.free, freeBytes(dir) ?? Infinity);
-      disks.set(dev, disk);
+      disk.free = Math.min(disk.free, freeBytes(at.dir) ?? Infinity);
+      disks.set(at.dev, disk);
+    }
+    if (disks.size === 0) return;
+    // What the downloads under way will still write: free now is not free for the group.
+    for (const e of entries) {
+      if (!isActive(e.status) || e.file_size === null || e.file_size <= e.downloaded) continue;
+      let abs: string;
+      try {
+        abs = resolveDest(deps.modelsDir, e.folder, e.filename).abs;
+      } catch {
+        continue;
+      }
+      const disk = disks.get(diskOf(abs)?.dev ?? -1);
+      if (disk) disk.promised += e.file_size - e.downloaded;
     }
     for (const disk of disks.values()) {
-      if (disk.need > disk.free) {
+      const free = Math.max(0, disk.free - disk.promised);
+      if (disk.need > free) {
         const files = disk.files === 1 ? 'its 1 file' : `its ${disk.files} files`;
+        const promised = disk.promised > 0 ? `, ${formatBytes(disk.promised)} of it still to be written by the downloads under way` : '';
         throw new AppError(
           'INSUFFICIENT_SPACE',
-          `${what} needs ${formatBytes(disk.need)} more for ${files} in ${disk.folder}, and that disk has ${formatBytes(disk.free)} free; free some space first (nothing was started)`,
+          `${what} needs ${formatBytes(disk.need)} more for ${files} in ${disk.folder}, and that disk has ${formatBytes(disk.free)} free${promised}; free some space first (nothing was started)`,
           { status: 507 },
         );
       }
