@@ -1,6 +1,10 @@
 import { parseArgs as parseNodeArgs } from 'node:util';
 
-export type Command = 'add' | 'watch' | 'status' | 'workflow' | 'help';
+/** What `pause`, `resume`, `cancel` and `retry` do to a download or a group (control.ts). */
+export type ControlCommand = 'pause' | 'resume' | 'cancel' | 'retry';
+export const CONTROL_COMMANDS: readonly ControlCommand[] = ['pause', 'resume', 'cancel', 'retry'];
+
+export type Command = 'add' | 'watch' | 'status' | 'workflow' | ControlCommand | 'help';
 
 export interface CliOptions {
   command: Command;
@@ -11,6 +15,8 @@ export interface CliOptions {
   url?: string;
   /** `workflow`: the workflow file (JSON, or a PNG saved by ComfyUI). */
   file?: string;
+  /** `pause`, `resume`, `cancel`, `retry`: a download's id or dest, or a group's id or name. */
+  target?: string;
   folder: string;
   filename?: string;
   sha256?: string;
@@ -44,6 +50,11 @@ Commands:
         live progress until no download is active; exits 1 if one of them failed
   status [--json]
         every download, once
+  pause|resume|cancel|retry <id|dest|group>
+        the command for one download (its id, or its dest as status shows it), or for every
+        file of a group (a workflow, a Hugging Face folder: its id or its name) that it fits.
+        Exits 0 when it changed a download, 1 when it fitted none (a completed file is not
+        paused).
 
 Options:
   --server URL   the Model Downloader (default http://127.0.0.1:$PORT, PORT defaulting to 8866)
@@ -53,7 +64,7 @@ API_TOKEN is taken from the environment when the server needs one.
 Exit code 2: a wrong command line, or a server that cannot be used (not reachable, wants a token,
 failing with a 5xx).`;
 
-const COMMANDS: readonly Command[] = ['add', 'watch', 'status', 'workflow'];
+const COMMANDS: readonly Command[] = ['add', 'watch', 'status', 'workflow', ...CONTROL_COMMANDS];
 
 /** Options that only mean something to some commands: given to another, they are a mistake. */
 const ONLY_FOR: Record<string, readonly Command[]> = {
@@ -93,11 +104,13 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
   const [command = 'help', ...rest] = positionals;
   const defaults = { server: '', folder: 'checkpoints', json: false, noWait: false, dryRun: false };
   if (values.help || command === 'help') return { command: 'help', ...defaults };
-  if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`Unknown command \`${command}\`; expected add, workflow, watch or status`);
+  if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`Unknown command \`${command}\`; expected add, workflow, watch, status, pause, resume, cancel or retry`);
   const cmd = command as Exclude<Command, 'help'>;
   if (cmd === 'add' && rest.length !== 1) throw new UsageError('`add` takes exactly one URL');
   if (cmd === 'workflow' && rest.length !== 1) throw new UsageError('`workflow` takes exactly one file: a workflow saved as JSON, or a PNG saved by ComfyUI');
-  if (cmd !== 'add' && cmd !== 'workflow' && rest.length > 0) throw new UsageError(`\`${cmd}\` takes no arguments, got \`${rest.join(' ')}\``);
+  const control = (CONTROL_COMMANDS as readonly string[]).includes(cmd);
+  if (control && rest.length !== 1) throw new UsageError(`\`${cmd}\` takes one download (its id or dest) or one group (its id or name)`);
+  if (cmd !== 'add' && cmd !== 'workflow' && !control && rest.length > 0) throw new UsageError(`\`${cmd}\` takes no arguments, got \`${rest.join(' ')}\``);
   for (const [option, commands] of Object.entries(ONLY_FOR)) {
     const given = (values as Record<string, unknown>)[option];
     if (given !== undefined && given !== false && !commands.includes(cmd)) throw new UsageError(`--${option} is for \`${commands.join('`, `')}\`, not \`${cmd}\``);
@@ -122,6 +135,7 @@ export function parseArgs(argv: readonly string[], env: Record<string, string | 
     ...(token ? { token } : {}),
     ...(cmd === 'add' ? { url: rest[0]! } : {}),
     ...(cmd === 'workflow' ? { file: rest[0]! } : {}),
+    ...(control ? { target: rest[0]! } : {}),
     folder: values.folder ?? 'checkpoints',
     ...(values.filename ? { filename: values.filename } : {}),
     ...(values.sha256 ? { sha256: values.sha256 } : {}),

@@ -3,6 +3,7 @@
 import type { Entry } from '../server/protocol/wire';
 import { add, type CommandContext } from './add';
 import { CliError, createApi } from './api';
+import { control } from './control';
 import { parseArgs, USAGE, UsageError, type CliOptions } from './args';
 import { destWidth, line } from './render';
 import { watch } from './watch';
@@ -50,6 +51,11 @@ async function run(o: CliOptions): Promise<number> {
       return status(c);
     case 'watch':
       return watch({ server: o.server, ...(o.token ? { token: o.token } : {}), api: c.api, out: process.stdout });
+    case 'pause':
+    case 'resume':
+    case 'cancel':
+    case 'retry':
+      return control(c, o.command, o.target!);
   }
 }
 

@@ -233,6 +233,52 @@ test('a server that cannot be used exits 2 for every command: unreachable, or fa
   expect(failing.err).toMatch(/^error: .*\(CATALOG_INVALID, HTTP 500\)\n$/);
 });
 
+test('pause, resume, cancel and retry from the terminal: one download by dest or id, a whole group by its name or id', async () => {
+  // The transfers hang mid-file (no stall timeout): each stays under way until the commands have run.
+  srv = await startTestServer({ CONNECTIONS: '1' }, { downloader: { stallMs: 60_000 } });
+  const one = files.addFile('/one.safetensors', { size: 300_000 });
+  const a = files.addFile('/a.safetensors', { size: 300_000 });
+  const b = files.addFile('/b.safetensors', { size: 300_000 });
+  for (const f of ['/one.safetensors', '/a.safetensors', '/b.safetensors']) files.fault(f, { stallAfter: 100_000 });
+  const single = (await srv.api('POST', '/api/downloads', { url: one.url, folder: 'loras' })).body.download as Entry;
+  const flow = await srv.api('POST', '/api/workflows/download?name=style-flow.json', workflowOf([
+    { name: 'a.safetensors', folder: 'loras', url: a.url },
+    { name: 'b.safetensors', folder: 'loras', url: b.url },
+  ]));
+  expect(flow.status).toBe(202);
+  const group = flow.body.group as { id: string; name: string };
+  await waitFor(() => srv.store.getById(single.id)?.status === 'downloading', 'the single download under way');
+
+  const paused = await cli(['pause', 'loras/one.safetensors', '--server', srv.url]);
+  expect(paused).toMatchObject({ code: 0, err: '' });
+  expect(paused.out).toBe('loras/one.safetensors: paused, now paused\n');
+  expect(srv.store.getById(single.id)?.status).toBe('paused');
+  // A command that does not fit: exit 1, with the server's reason.
+  const again = await cli(['pause', single.id, '--server', srv.url]);
+  expect(again.code).toBe(1);
+  expect(again.err).toMatch(/^Cannot pause loras\/one\.safetensors: it is paused/);
+  const resumed = await cli(['resume', single.id, '--server', srv.url]);
+  expect(resumed.code).toBe(0);
+  expect(srv.store.getById(single.id)?.status).not.toBe('paused');
+
+  const pausedAll = await cli(['pause', group.name, '--server', srv.url]);
+  expect(pausedAll).toMatchObject({ code: 0, err: '' });
+  expect(pausedAll.out).toBe(`${group.name}: 2 of 2 files paused\n`);
+  expect(['loras/a.safetensors', 'loras/b.safetensors'].map((d) => srv.store.get(d)?.status)).toEqual(['paused', 'paused']);
+  const cancelled = await cli(['cancel', group.id, '--server', srv.url]);
+  expect(cancelled.code).toBe(0);
+  expect(['loras/a.safetensors', 'loras/b.safetensors'].map((d) => srv.store.get(d)?.status)).toEqual(['cancelled', 'cancelled']);
+  // Nothing left to pause in it: exit 1, each file with why.
+  const none = await cli(['pause', group.id, '--server', srv.url]);
+  expect(none.code).toBe(1);
+  expect(none.out).toContain('left loras/a.safetensors: it is cancelled');
+
+  const unknown = await cli(['retry', 'loras/nothing.safetensors', '--server', srv.url]);
+  expect(unknown.code).toBe(1);
+  expect(unknown.err).toMatch(/No download or group `loras\/nothing\.safetensors`/);
+  files.releaseStalls();
+});
+
 test('workflow --dry-run prints the plan as a table and starts nothing: exit 1 while a model has no source, 0 when all are installed', async () => {
   srv = await startTestServer();
   const lora = files.addFile('/loras/style.safetensors', { size: 50_000 });
@@ -488,6 +534,9 @@ describe('pieces', () => {
     expect(parseArgs(['workflow', 'flow.png', '--dry-run'], {})).toMatchObject({ command: 'workflow', file: 'flow.png', dryRun: true, noWait: false });
     expect(() => parseArgs(['workflow'], {})).toThrow(/exactly one file/);
     expect(() => parseArgs(['workflow', 'a.json', 'b.json'], {})).toThrow(UsageError);
+    expect(() => parseArgs(['pause'], {})).toThrow(/takes one download/);
+    expect(parseArgs(['retry', 'checkpoints/x.safetensors'], {})).toMatchObject({ command: 'retry', target: 'checkpoints/x.safetensors' });
+    expect(() => parseArgs(['cancel', 'x', '--folder', 'loras'], {})).toThrow(/--folder is for/);
     expect(() => parseArgs(['status', '--dry-run'], {})).toThrow(/--dry-run is for `workflow`/);
     expect(() => parseArgs(['workflow', 'a.json', '--folder', 'loras'], {})).toThrow(/--folder is for `add`/);
     expect(() => parseArgs(['watch', '--no-wait'], {})).toThrow(/--no-wait is for `add`/);

@@ -304,10 +304,8 @@ export class Connection {
 
   private nextBuffer(): Buffer {
     if (BLOCK - this.fill < MIN_READ) {
-      // Node asks for the next read's buffer as soon as a read is handled, even one that paused the
-      // socket: a response head with a block of body behind it, which waits for the body's reader.
-      // Retiring now would copy that whole block (1 MiB for each small file of a group); the next
-      // read, once resumed, goes to the scratch buffer and onRead retires the block then, emptied.
+      // Node asks for the next buffer right after a read that paused (a head, a block of body behind
+      // it for a reader yet to come): retiring now copies that body; onRead retires it once taken.
       if (this.paused && this.fill > this.used) return SCRATCH;
       this.retire();
     }
