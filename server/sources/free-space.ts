@@ -127,9 +127,12 @@ export function roomCheck(deps: RoomDeps): RoomCheck {
       disks.set(at.dev, disk);
     }
     if (disks.size === 0) return;
-    // What the downloads under way will still write: free now is not free for the group.
+    // What the downloads under way will still write: free now is not free for the group. Once per
+    // dest (a silent server's last list may still show a download another has taken over).
+    const counted = new Set<string>();
     for (const e of entries) {
-      if (!isActive(e.status) || e.file_size === null || e.file_size <= e.downloaded) continue;
+      if (!isActive(e.status) || e.file_size === null || e.file_size <= e.downloaded || counted.has(e.dest)) continue;
+      counted.add(e.dest);
       let abs: string;
       try {
         abs = resolveDest(deps.modelsDir, e.folder, e.filename).abs;
