@@ -106,13 +106,13 @@ export async function startServer(config: Readonly<Config>, options: StartOption
     // Fleet mode: a new download locks its destination on the shared volume first.
     const adder = fleet ? { agent: downloader.agent, add: (r: AddRequest, o?: AddOptions) => fleet.add(r, o) } : downloader;
     const meta = createSourceMetadata(config);
+    // In fleet mode the volume is shared: every server's downloads count.
+    const room = roomCheck({ modelsDir: config.modelsDir, store: fleet ? { all: () => fleet.list(), get: (dest) => fleet.entryFor(dest) } : store });
     const add = async (req: AddRequest, addOptions?: AddOptions): Promise<AddResult> => {
-      const prepared = await prepareCivitai(mirrored(req), { civitai: meta.civitai, modelsDir: config.modelsDir, log });
+      const prepared = await prepareCivitai(mirrored(req), { civitai: meta.civitai, log, room });
       const result = await intake(prepared.req, { downloader: adder, sources, modelsDir: config.modelsDir }, addOptions);
       return prepared.note ? { ...result, note: prepared.note } : result;
     };
-    // In fleet mode the volume is shared: every server's downloads count.
-    const room = roomCheck({ modelsDir: config.modelsDir, store: fleet ? { all: () => fleet.list(), get: (dest) => fleet.entryFor(dest) } : store });
     const repo = (req: AddRequest) => intakeRepo(mirrored(req), meta.hf, { add, room });
     const probe = createProbe({ sources, agent: downloader.agent });
     const app = createApp({ config, store, downloader, log, intake: add, repo, room, probe, catalog, ...(options.staticDir ? { staticDir: options.staticDir } : {}), ...(fleet ? { fleet } : {}) });

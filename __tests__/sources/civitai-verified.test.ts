@@ -8,10 +8,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startFakeHub, type FakeHub } from '../helpers/fake-hub';
 import { settled, startTestServer, type TestServer } from '../helpers/harness';
+import { smallDisk, type SmallDisk } from '../helpers/small-disk';
 
 let hub: FakeHub;
 let srv: TestServer;
+let disk: SmallDisk | undefined;
 afterEach(async () => {
+  await disk?.release();
+  disk = undefined;
   await srv?.stop();
   await hub?.close();
 });
@@ -53,4 +57,30 @@ test('a model page without a version downloads the latest one and says so', asyn
   expect(res.body.download.dest).toBe('checkpoints/ckpt-v2.safetensors');
   expect(res.body.note).toMatch(/v2|92|latest/i);
   expect((await settled(srv, res.body.download.id, 20_000)).status).toBe('completed');
+});
+
+test('its size is checked against its own disk: bytes already in its .part count, and what the downloads under way will write', async () => {
+  hub = await startFakeHub();
+  const big = data(400_000, 'big');
+  hub.civitai.model({ id: 5, name: 'Big', versions: [{ id: 50, name: 'v1', files: [{ name: 'big.safetensors', data: big, primary: true }] }] });
+  srv = await startTestServer({ CIVITAI_ENDPOINT: hub.civitai.url });
+  disk = await smallDisk(path.join(srv.modelsDir, 'loras'), 512 * 1024);
+  const url = `${hub.civitai.url}/api/download/models/50`;
+
+  // 400,000 bytes do not fit in loras' 512 KiB disk with a 200,000-byte file on it (the models
+  // folder's own disk, which was checked before, has room).
+  await fs.writeFile(path.join(disk.dir, 'other.bin'), Buffer.alloc(200_000));
+  const refused = await srv.api('POST', '/api/downloads', { url, folder: 'loras' });
+  expect(refused.status).toBe(507);
+  expect(refused.body.error).toMatchObject({ code: 'INSUFFICIENT_SPACE', message: expect.stringMatching(/^big\.safetensors needs .*\(400,000 bytes\) more in loras, and that disk has .* free; free some space first/) });
+  expect(srv.store.all()).toEqual([]);
+
+  // The other file gone, 250,000 of its bytes already in its .part (a download resumed): the
+  // 150,000 left fit in what is free (about 270,000), the whole file would not.
+  await fs.rm(path.join(disk.dir, 'other.bin'));
+  await fs.writeFile(path.join(disk.dir, 'big.safetensors.part'), big.subarray(0, 250_000));
+  const resumed = await srv.api('POST', '/api/downloads', { url, folder: 'loras' });
+  expect(resumed.status).toBe(202);
+  expect((await settled(srv, resumed.body.download.id, 20_000)).status).toBe('completed');
+  expect((await fs.readFile(path.join(disk.dir, 'big.safetensors'))).equals(big)).toBe(true);
 });

@@ -1,16 +1,15 @@
 /**
  * Civitai downloads with what Civitai's API says of them: before one starts, the version's file is
  * looked up (`/api/v1/model-versions/<id>`, or the model's latest version for a page that names
- * none): its name, its size (checked against the free space of MODELS_DIR) and its SHA256, which
+ * none): its name, its size (checked against the free space of its disk) and its SHA256, which
  * the finished file must then match. Without this a Civitai download was verified by nothing.
  * When Civitai's API cannot describe it (down, or it knows no such version), the download goes on as
  * before, unverified, and the log says so: the download URL then says best what is wrong.
  */
-import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { AddRequest } from '../protocol/wire';
 import type { CivitaiMetadata } from './civitai-meta';
-import { freeBytes } from './free-space';
+import type { RoomCheck } from './groups';
 
 export interface CivitaiPrepared {
   req: AddRequest;
@@ -18,7 +17,14 @@ export interface CivitaiPrepared {
   note?: string;
 }
 
-export async function prepareCivitai(req: AddRequest, deps: { civitai: CivitaiMetadata; modelsDir: string; log: Logger }): Promise<CivitaiPrepared> {
+export interface CivitaiDeps {
+  civitai: CivitaiMetadata;
+  log: Logger;
+  /** The free-space check of groups (free-space.ts), for the one file whose size the API gives. @default none */
+  room?: RoomCheck;
+}
+
+export async function prepareCivitai(req: AddRequest, deps: CivitaiDeps): Promise<CivitaiPrepared> {
   if (!req || typeof req !== 'object' || typeof req.url !== 'string') return { req };
   let url: URL;
   try {
@@ -37,21 +43,16 @@ export async function prepareCivitai(req: AddRequest, deps: { civitai: CivitaiMe
     deps.log.warn(`Civitai's API did not describe ${url.pathname}: ${(err as Error).message}; downloading without its name, size and SHA256`);
     return { req };
   }
-  const free = meta.size !== undefined ? freeBytes(deps.modelsDir) : undefined;
-  if (meta.size !== undefined && free !== undefined && free < meta.size) {
-    throw new AppError('INSUFFICIENT_SPACE', `${meta.filename} is ${formatGB(meta.size)} and the models folder has ${formatGB(free)} free; free some space first`, { status: 507 });
-  }
   // A download URL as given stays (it may carry the user's own `?token=`); a page becomes its file's URL.
   const isDownloadUrl = /\/api\/download\/models\/\d+/.test(url.pathname);
-  return {
-    req: {
-      ...req,
-      url: isDownloadUrl ? req.url : meta.downloadUrl,
-      ...(req.filename ? {} : { filename: meta.filename }),
-      ...(req.sha256 || !meta.sha256 ? {} : { sha256: meta.sha256 }),
-    },
-    ...(meta.note ? { note: meta.note } : {}),
+  const prepared: AddRequest = {
+    ...req,
+    url: isDownloadUrl ? req.url : meta.downloadUrl,
+    ...(req.filename ? {} : { filename: meta.filename }),
+    ...(req.sha256 || !meta.sha256 ? {} : { sha256: meta.sha256 }),
   };
+  // Its size against the free space of the disk its folder is on, as for a group: less the bytes
+  // already in its `.part` (a resume), less what the downloads under way there have still to write.
+  if (meta.size !== undefined) deps.room?.(prepared.filename ?? meta.filename, [{ req: prepared, size: meta.size }]);
+  return { req: prepared, ...(meta.note ? { note: meta.note } : {}) };
 }
-
-const formatGB = (bytes: number): string => `${(bytes / 1024 ** 3).toFixed(bytes < 1024 ** 3 ? 2 : 1)} GB`;

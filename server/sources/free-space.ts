@@ -145,11 +145,12 @@ export function roomCheck(deps: RoomDeps): RoomCheck {
     for (const disk of disks.values()) {
       const free = Math.max(0, disk.free - disk.promised);
       if (disk.need > free) {
-        const files = disk.files === 1 ? 'its 1 file' : `its ${disk.files} files`;
+        // One file asked for alone (a Civitai file) needs no count.
+        const files = items.length === 1 ? '' : disk.files === 1 ? ' for its 1 file' : ` for its ${disk.files} files`;
         const promised = disk.promised > 0 ? `, ${formatBytes(disk.promised)} of it still to be written by the downloads under way` : '';
         throw new AppError(
           'INSUFFICIENT_SPACE',
-          `${what} needs ${formatBytes(disk.need)} more for ${files} in ${disk.folder}, and that disk has ${formatBytes(disk.free)} free${promised}; free some space first (nothing was started)`,
+          `${what} needs ${formatBytes(disk.need)} more${files} in ${disk.folder}, and that disk has ${formatBytes(disk.free)} free${promised}; free some space first (nothing was started)`,
           { status: 507 },
         );
       }
