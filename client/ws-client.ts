@@ -4,10 +4,20 @@
  * with backoff after a drop (a new snapshot then replaces everything), and a fallback to polling
  * `GET /status` when WebSockets cannot get through at all (a proxy that blocks them).
  *
- * No DOM and no runtime imports: the page uses the browser's WebSocket, a Node bot passes the
- * `ws` package's (`new LiveClient({ url, WebSocket })`). Wire types come from server/protocol/wire.ts.
+ * No DOM, and nothing imported at run time but the two modules split from it (which import nothing
+ * either): the page uses the browser's WebSocket, a Node bot passes the `ws` package's
+ * (`new LiveClient({ url, WebSocket })`). Wire types come from server/protocol/wire.ts.
+ *
+ * This file owns the connection: its attempts and backoff, its states, the commands sent over it.
+ * The downloads and the `seq` rules that apply messages to them are in live-downloads.ts; the
+ * polling fallback is in status-poller.ts.
  */
 import type { AckMessage, ClientCommand, Entry, ErrorInfo, ServerMessage } from '../server/protocol/wire.js';
+import { LiveDownloads, type DownloadsChange } from './live-downloads.js';
+import { StatusPoller, type ProbeResult } from './status-poller.js';
+
+export type { DownloadsChange } from './live-downloads.js';
+export type { ProbeResult } from './status-poller.js';
 
 /**
  * A callback slot both the DOM's and `ws`'s WebSocket types fit. Declared method-style so that
@@ -46,9 +56,6 @@ export interface ConnectionInfo {
   retryInMs?: number;
 }
 
-/** What a look at the server over HTTP found: its entries, or why there are none. */
-export type ProbeResult = { ok: true; downloads: Entry[] } | { ok: false; unauthorized?: boolean };
-
 export interface LiveClientOptions {
   /** The WebSocket URL, or a function returning it at each attempt (so a new token is picked up). */
   url: string | (() => string);
@@ -68,12 +75,6 @@ export interface LiveClientOptions {
   pollMs?: number;
   /** Failed attempts in a row after which the state is `offline` instead of `reconnecting`. @default 4 */
   offlineAfter?: number;
-}
-
-/** Which downloads changed; `reset` when the whole set was replaced (snapshot, poll). */
-export interface DownloadsChange {
-  ids: ReadonlySet<string>;
-  reset: boolean;
 }
 
 export interface LiveClientEvents {
@@ -117,17 +118,13 @@ const OPEN = 1;
 export class LiveClient extends Emitter<LiveClientEvents> {
   private readonly o: Required<Omit<LiveClientOptions, 'probe' | 'url'>> & Pick<LiveClientOptions, 'probe'>;
   private readonly url: () => string;
-  private readonly entries = new Map<string, Entry>();
-  private seqValue = -1;
+  private readonly known = new LiveDownloads();
+  private readonly poller: StatusPoller;
   private socket: WebSocketLike | undefined;
   private info: ConnectionInfo = { state: 'connecting', failures: 0 };
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private pollTimer: ReturnType<typeof setTimeout> | undefined;
-  private polling = false;
   /** Bumped by every attempt and drop: an answer to an older attempt's probe is stale. */
   private generation = 0;
-  /** Bumped when polling stops: a poll answer from before is stale. */
-  private pollGeneration = 0;
   private started = false;
   private closed = false;
   private requestCounter = 0;
@@ -147,16 +144,27 @@ export class LiveClient extends Emitter<LiveClientEvents> {
     };
     const { url } = options;
     this.url = typeof url === 'function' ? url : () => url;
+    this.poller = new StatusPoller(options.probe, this.o.pollMs, {
+      read: (downloads) => this.emit('change', this.known.replaceAll(downloads)),
+      answered: () => {
+        if (this.info.state !== 'polling') this.setState({ state: 'polling', failures: this.info.failures });
+      },
+      unauthorized: () => {
+        this.clearRetry();
+        this.setState({ state: 'unauthorized', failures: this.info.failures });
+      },
+      unanswered: () => this.setState({ state: 'offline', failures: this.info.failures }),
+    });
   }
 
   /** The latest state of every download, keyed by id. Read-only: it changes as messages arrive. */
   get downloads(): ReadonlyMap<string, Entry> {
-    return this.entries;
+    return this.known.downloads;
   }
 
   /** `seq` of the last applied message; -1 before the first snapshot. */
   get seq(): number {
-    return this.seqValue;
+    return this.known.seq;
   }
 
   get connection(): ConnectionInfo {
@@ -175,9 +183,9 @@ export class LiveClient extends Emitter<LiveClientEvents> {
   reconnectNow(): void {
     if (this.closed) return;
     this.started = true;
-    this.stopPolling();
+    this.poller.stop();
     this.dropSocket();
-    this.setState({ state: this.seqValue === -1 ? 'connecting' : 'reconnecting', failures: 0 });
+    this.setState({ state: this.known.seq === -1 ? 'connecting' : 'reconnecting', failures: 0 });
     this.connect();
   }
 
@@ -185,7 +193,7 @@ export class LiveClient extends Emitter<LiveClientEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.stopPolling();
+    this.poller.stop();
     this.dropSocket();
     this.setState({ state: 'closed', failures: this.info.failures });
   }
@@ -197,29 +205,14 @@ export class LiveClient extends Emitter<LiveClientEvents> {
    */
   apply(m: ServerMessage): boolean {
     switch (m.type) {
-      case 'snapshot': {
-        const ids = new Set<string>(this.entries.keys());
-        this.entries.clear();
-        for (const e of m.downloads) {
-          this.entries.set(e.id, e);
-          ids.add(e.id);
-        }
-        this.seqValue = m.seq;
-        this.emit('change', { ids, reset: true });
+      case 'snapshot':
+      case 'update':
+      case 'removed': {
+        const change = this.known.apply(m);
+        if (!change) return false;
+        this.emit('change', change);
         return true;
       }
-      case 'update':
-        if (m.seq <= this.seqValue) return false;
-        this.seqValue = m.seq;
-        this.entries.set(m.download.id, m.download);
-        this.emit('change', { ids: new Set([m.download.id]), reset: false });
-        return true;
-      case 'removed':
-        if (m.seq <= this.seqValue) return false;
-        this.seqValue = m.seq;
-        if (!this.entries.delete(m.id)) return false;
-        this.emit('change', { ids: new Set([m.id]), reset: false });
-        return true;
       case 'ack':
       case 'error': {
         const waiter = m.request_id === null ? undefined : this.pending.get(m.request_id);
@@ -282,7 +275,7 @@ export class LiveClient extends Emitter<LiveClientEvents> {
       if (!m || typeof m !== 'object') return;
       if (m.type === 'snapshot' && !live) {
         live = true;
-        this.stopPolling();
+        this.poller.stop();
         this.setState({ state: 'live', failures: 0 });
       }
       this.apply(m);
@@ -307,7 +300,7 @@ export class LiveClient extends Emitter<LiveClientEvents> {
     const base = Math.min(this.o.maxBackoffMs, this.o.minBackoffMs * 2 ** failures);
     const delay = Math.round(base * (0.8 + Math.random() * 0.2)); // jitter: many tabs do not retry in step
 
-    if (!wasLive && this.o.probe && !this.polling) {
+    if (!wasLive && this.o.probe && !this.poller.polling) {
       let result: ProbeResult;
       try {
         result = await this.o.probe();
@@ -316,70 +309,16 @@ export class LiveClient extends Emitter<LiveClientEvents> {
       }
       if (this.closed || generation !== this.generation) return; // superseded meanwhile
       if (result.ok) {
-        this.startPolling(result.downloads);
+        this.poller.start(result.downloads);
       } else if (result.unauthorized) {
         this.setState({ state: 'unauthorized', failures });
         return; // retrying cannot help; the page asks for the token and calls reconnectNow()
       }
     }
-    const state: ConnectionState = this.polling ? 'polling' : failures >= this.o.offlineAfter ? 'offline' : 'reconnecting';
+    const state: ConnectionState = this.poller.polling ? 'polling' : failures >= this.o.offlineAfter ? 'offline' : 'reconnecting';
     this.setState({ state, failures, retryInMs: delay });
     this.clearRetry();
     this.retryTimer = setTimeout(() => this.connect(), delay);
-  }
-
-  private startPolling(downloads: Entry[]): void {
-    this.polling = true;
-    this.replaceAll(downloads);
-    this.schedulePoll();
-  }
-
-  private schedulePoll(): void {
-    clearTimeout(this.pollTimer);
-    this.pollTimer = setTimeout(() => void this.poll(), this.o.pollMs);
-  }
-
-  private async poll(): Promise<void> {
-    if (!this.polling || !this.o.probe) return;
-    const generation = this.pollGeneration;
-    let result: ProbeResult;
-    try {
-      result = await this.o.probe();
-    } catch {
-      result = { ok: false };
-    }
-    // A WebSocket that went live meanwhile has the fresher state.
-    if (!this.polling || this.closed || generation !== this.pollGeneration) return;
-    if (result.ok) {
-      this.replaceAll(result.downloads);
-      if (this.info.state !== 'polling') this.setState({ state: 'polling', failures: this.info.failures });
-    } else if (result.unauthorized) {
-      this.stopPolling();
-      this.clearRetry();
-      this.setState({ state: 'unauthorized', failures: this.info.failures });
-      return;
-    } else {
-      this.setState({ state: 'offline', failures: this.info.failures });
-    }
-    this.schedulePoll();
-  }
-
-  private stopPolling(): void {
-    if (this.polling) this.pollGeneration++;
-    this.polling = false;
-    clearTimeout(this.pollTimer);
-    this.pollTimer = undefined;
-  }
-
-  /** Replaces the state with what a poll read; it carries no `seq`, so the next snapshot decides. */
-  private replaceAll(downloads: Entry[]): void {
-    const ids = new Set<string>(this.entries.keys());
-    this.entries.clear();
-    for (const e of downloads) {
-      this.entries.set(e.id, e);
-      ids.add(e.id);
-    }
-    this.emit('change', { ids, reset: true });
   }
 
   private clearRetry(): void {
