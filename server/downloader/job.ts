@@ -52,7 +52,8 @@ export interface Job {
  * How many connections a download of `size` bytes may use: one for a file of less than two
  * minimum segments (or of unknown size on one connection), else CONNECTIONS or as many minimum
  * segments as the file holds, whichever is fewer; CONNECTIONS when the size is unknown. The same
- * rule as the split of segments.ts (rangesFor, and its probe's two-segment minimum).
+ * rule as the split of a segmented transfer (rangesFor in segment-map.ts, and the probe's
+ * two-segment minimum in segment-start.ts).
  */
 export function connectionsFor(size: number | null, connections: number, minSegmentBytes: number): number {
   if (connections <= 1) return 1;

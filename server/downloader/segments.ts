@@ -3,15 +3,15 @@
  * full size (a big file in pieces, lowest first), the segment map saved beside it after each sync,
  * idle connections stealing half of the biggest range left, the in-flight sha256 told how far the
  * written prefix reaches. Falls back (NOT_SEGMENTABLE) when the server serves no ranges or the size
- * is unknown.
+ * is unknown. The map an attempt starts from (resumed, or probed and laid out) is segment-start.ts's;
+ * which range a connection takes, and the map's other bookkeeping, segment-map.ts's.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError } from '../errors';
-import { redactUrl } from '../net/url-policy';
 import { checkContentRange, type ContentRange } from '../net/content-range';
-import { partPath, partSize, readMeta, removePart, writeMeta, type PartMeta, type Segment } from '../disk/part-file';
+import { partPath, removePart, writeMeta, type Segment } from '../disk/part-file';
 import type { Pump } from '../net/raw-http';
 import { classifyFailure, diskError, failureFor, isStrongEtag, parseContentRange, refuseNonFile } from './response';
 import { retryDelay, type RetryPolicy } from './retry-delay';
@@ -21,12 +21,17 @@ import { attemptAbort } from './attempt-abort';
 import type { AttemptOptions, AttemptResult } from './transfer';
 import { openSource } from './source';
 import { guardFile } from '../disk/guarded-file';
+import { bytesDone, claimRange, takenInPieces, writtenPrefix } from './segment-map';
+import { NOT_SEGMENTABLE, startingMap } from './segment-start';
+
+// Where the callers (run.ts) have always found it.
+export { NOT_SEGMENTABLE };
 
 export interface SegmentedOptions extends AttemptOptions {
   connections: number;
   /**
    * A segment is never split below this; a file of 16 times this per connection (64 MiB by
-   * default) is taken in pieces, lowest first (see PIECES). @default 4 MiB
+   * default) is taken in pieces, lowest first (see PIECES in segment-map.ts). @default 4 MiB
    */
   minSegmentBytes?: number;
   retry: RetryPolicy;
@@ -44,25 +49,6 @@ export interface SegmentedOptions extends AttemptOptions {
   onRange?: (from: number, to: number) => void;
 }
 
-/**
- * A file of at least this many minimum segments per connection (64 MiB by default) is taken in
- * pieces, lowest first, rather than in one range per connection. The sha256 computed while
- * downloading can only hash the written prefix from offset 0; with a range per connection most of
- * the file is still beyond it when the last byte lands, with pieces only the last few pieces are.
- * A free connection takes the next piece of what no connection holds: 1/(2·connections) of it, so
- * pieces are big at first (few requests: each is one more request, redirects included) and shrink
- * towards the end, down to a minimum segment, or to what a connection moves in four times the
- * time a request takes to answer when that is more (a slow redirect is not paid for every few
- * megabytes). The pieces in flight at the end hold little the hash has not reached.
- */
-const PIECES = 16;
-
-/** How many connections a file gets: CONNECTIONS, or fewer for a file of fewer minimum segments. */
-const rangesFor = (total: number, connections: number, minSegment: number): number => Math.max(1, Math.min(connections, Math.floor(total / minSegment)));
-
-/** Tells the caller to fall back to one connection: the server does not serve ranges, or the size is unknown. */
-export const NOT_SEGMENTABLE = Symbol('not segmentable');
-
 interface Live {
   seg: Segment;
   /** When this connection last received a byte (or asked for one). */
@@ -75,37 +61,20 @@ interface Live {
 
 /**
  * A download over several connections: the file is split into ranges fetched in parallel and
- * written at their offsets into a `.part` of full size (a big file into pieces, see PIECES). The
- * segment map is saved beside it, so a kill -9 resumes every range where it stopped. When a
- * connection finishes its range it takes the next piece, else the larger half of the biggest
- * remaining range (work stealing), so the tail never crawls on one slow connection. Each
- * connection retries on its own.
+ * written at their offsets into a `.part` of full size (a big file into pieces, see PIECES in
+ * segment-map.ts). The segment map is saved beside it, so a kill -9 resumes every range where it
+ * stopped. When a connection finishes its range it takes the next piece, else the larger half of
+ * the biggest remaining range (work stealing), so the tail never crawls on one slow connection.
+ * Each connection retries on its own.
  */
 export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResult | typeof NOT_SEGMENTABLE> {
   const { url } = o.source;
-  const storedUrl = redactUrl(url);
   const minSegment = o.minSegmentBytes ?? 4 * 1024 * 1024;
-  await fsp.mkdir(path.dirname(o.abs), { recursive: true }).catch((err: unknown) => {
-    throw diskError(err, o.abs);
-  });
-
-  let meta = await readMeta(o.abs);
-  if (meta && meta.url === storedUrl && !meta.segments && meta.fileSize !== null) {
-    // A .part begun on one connection (CONNECTIONS was 1, or it fell back): keep its bytes as the
-    // first range; idle connections split the rest off it.
-    const have = await partSize(o.abs);
-    if (have > meta.fileSize) meta = undefined;
-    else meta = { ...meta, segments: [{ start: 0, end: meta.fileSize, done: have }] };
-  }
-  if (meta && (meta.url !== storedUrl || !meta.segments || meta.fileSize === null || !validMap(meta.segments, meta.fileSize))) meta = undefined;
-  if (!meta) {
-    const fresh = await probe(o);
-    if (fresh === NOT_SEGMENTABLE) return NOT_SEGMENTABLE;
-    meta = fresh;
-  }
+  const meta = await startingMap(o);
+  if (meta === NOT_SEGMENTABLE) return NOT_SEGMENTABLE;
   const total = meta.fileSize!;
   const segments = meta.segments!.sort((a, b) => a.start - b.start);
-  const inPieces = total >= rangesFor(total, o.connections, minSegment) * PIECES * minSegment;
+  const inPieces = takenInPieces(total, o.connections, minSegment);
   const validator = isStrongEtag(meta.etag) ? meta.etag : meta.lastModified;
 
   const file = guardFile(
@@ -115,15 +84,8 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     o.guard,
   );
   const copy = (): Segment[] => segments.map((s) => ({ ...s }));
-  /** Bytes from offset 0 that are written: the ranges done from the first on, up to the first unfinished. */
-  const prefix = (): number => {
-    let at = 0;
-    for (const s of segments) {
-      at = s.start + s.done;
-      if (s.done < s.end - s.start) break;
-    }
-    return at;
-  };
+  /** Bytes from offset 0 that are written. */
+  const prefix = (): number => writtenPrefix(segments);
   const hash = o.wantHash || o.state.expected.sha256 !== undefined || o.hashWithoutExpected ? o.hash : undefined;
   await hash?.follow(partPath(o.abs), file, prefix());
   // The map on disk claims only bytes the disk has: the counts as of the last sync of the .part.
@@ -157,7 +119,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     },
   });
   const live = new Set<Live>();
-  const doneBytes = (): number => segments.reduce((sum, s) => sum + s.done, 0);
+  const doneBytes = (): number => bytesDone(segments);
   const began = Date.now();
   const doneAtStart = doneBytes();
   /** Seconds from a range request to its answer's headers (redirects included), smoothed. */
@@ -174,7 +136,7 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
         }
         if (durable === saved) return;
         o.guard?.(); // a server that lost its hold saves no map: another one owns the files now
-        await writeMeta(o.abs, { ...meta!, segments: durable });
+        await writeMeta(o.abs, { ...meta, segments: durable });
         saved = durable;
       })
       .catch(() => undefined));
@@ -196,56 +158,20 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     }
   };
 
-  /**
-   * The next range for a free connection: the lowest one no connection holds (its next piece, when
-   * it is bigger), else the larger half of the biggest left.
-   */
-  const claim = (): Segment | undefined => {
-    const owners = new Map([...live].map((l) => [l.seg, l]));
-    merge(owners);
-    const idle = segments.find((s) => !owners.has(s) && s.done < s.end - s.start);
-    if (idle) {
-      const left = idle.end - idle.start - idle.done;
-      const size = Math.max(minPiece(), Math.ceil(left / (2 * o.connections)));
-      if (inPieces && left >= size + minSegment) {
-        const cut = idle.start + idle.done + size;
-        segments.splice(segments.indexOf(idle) + 1, 0, { start: cut, end: idle.end, done: 0 });
-        idle.end = cut;
-      }
-      return idle;
-    }
-    // Bytes a connection has received but not yet written are spoken for: split after them.
-    const free = (s: Segment): number => s.end - s.start - s.done - (owners.get(s)?.pump?.pending ?? 0);
-    let biggest: Segment | undefined;
-    for (const s of owners.keys()) if (!biggest || free(s) > free(biggest)) biggest = s;
-    if (!biggest) return undefined;
-    const left = free(biggest);
-    if (left < 2 * minSegment) return undefined;
-    const mid = biggest.end - Math.floor(left / 2);
-    const stolen: Segment = { start: mid, end: biggest.end, done: 0 };
-    biggest.end = mid; // its connection stops there
-    o.log?.(`${path.basename(o.abs)}: split range ${biggest.start}-${stolen.end - 1} at ${mid} for an idle connection`);
-    segments.splice(segments.indexOf(biggest) + 1, 0, stolen);
-    return stolen;
-  };
+  /** The next range for a free connection (see claimRange): a connection holds its range with the bytes its body holds unwritten. */
+  const claim = (): Segment | undefined =>
+    claimRange(segments, new Map([...live].map((l) => [l.seg, l.pump?.pending ?? 0])), {
+      connections: o.connections,
+      minSegment,
+      inPieces,
+      minPiece: minPiece(),
+      onSplit: (range, stolen) => o.log?.(`${path.basename(o.abs)}: split range ${range.start}-${stolen.end - 1} at ${stolen.start} for an idle connection`),
+    });
   /** The smallest piece: a minimum segment, or four request latencies' worth of one connection's bytes. */
   const minPiece = (): number => {
     const seconds = (Date.now() - began) / 1000;
     const perConnection = seconds > 0 ? (doneBytes() - doneAtStart) / seconds / o.connections : 0;
     return Math.max(minSegment, Math.ceil(4 * latency * perConnection));
-  };
-  /** Joins neighbouring finished ranges that no connection holds: the map stays a few ranges long. */
-  const merge = (owners: Map<Segment, Live>): void => {
-    for (let i = 0; i + 1 < segments.length; ) {
-      const a = segments[i]!;
-      const b = segments[i + 1]!;
-      const full = (s: Segment): boolean => s.done === s.end - s.start && !owners.has(s);
-      if (full(a) && full(b)) {
-        a.end = b.end;
-        a.done = a.end - a.start;
-        segments.splice(i + 1, 1);
-      } else i++;
-    }
   };
 
   const fetchSegment = async (l: Live): Promise<void> => {
@@ -369,71 +295,5 @@ export async function attemptSegmented(o: SegmentedOptions): Promise<AttemptResu
     if (await fsp.access(partPath(o.abs)).then(() => true, () => false)) await save(true);
     await saving;
     await file.close().catch(() => undefined);
-  }
-}
-
-function validMap(segments: Segment[], total: number): boolean {
-  let at = 0;
-  for (const s of [...segments].sort((a, b) => a.start - b.start)) {
-    if (s.start !== at || s.end <= s.start || s.done < 0 || s.done > s.end - s.start) return false;
-    at = s.end;
-  }
-  return at === total;
-}
-
-/** Asks for the first byte to learn the size, the validator and whether ranges are served; lays out the `.part`. */
-async function probe(o: SegmentedOptions): Promise<PartMeta | typeof NOT_SEGMENTABLE> {
-  const { url } = o.source;
-  const local = attemptAbort(o.signal, { stallMs: o.stallMs, deadline: () => new AppError('STALLED', `no answer for ${Math.round(o.stallMs / 1000)} s`, { retryable: true }) });
-  try {
-    const res = await openSource(o.source, { Range: 'bytes=0-0' }, local.signal, o.agent);
-    if (res.status !== 206 && res.status !== 200) {
-      res.body.destroy();
-      throw failureFor(res, o.source);
-    }
-    await refuseNonFile(res, o.abs, o.source);
-    res.body.destroy();
-    let range: ContentRange | undefined;
-    if (res.status === 206) {
-      try {
-        range = checkContentRange(res.headers['content-range'], { start: 0, end: 0, contentLength: res.headers['content-length'] });
-      } catch (err) {
-        // No range of this server is to be trusted: one connection, which asks for no range at first.
-        o.log?.(`${path.basename(o.abs)}: ${res.url.host}: ${(err as Error).message}; one connection`);
-      }
-    }
-    const total = range?.total ?? null;
-    const minSegment = o.minSegmentBytes ?? 4 * 1024 * 1024;
-    if (!range || total === null || total < 2 * minSegment) return NOT_SEGMENTABLE;
-    const expected = o.source.inspect?.({ status: res.status, url: res.url, headers: res.headers, firstHeaders: res.firstHeaders });
-    if (expected) o.state.expected = { ...o.state.expected, ...expected };
-    const n = rangesFor(total, o.connections, minSegment);
-    // A file of at least a piece per connection is one range, cut into pieces as connections take
-    // them; a smaller one is a range per connection (the in-flight hash has less than a piece per
-    // connection to do after the last byte either way).
-    const size = total >= n * PIECES * minSegment ? total : Math.ceil(total / n);
-    const segments: Segment[] = Array.from({ length: Math.ceil(total / size) }, (_, i) => ({ start: i * size, end: Math.min(total, (i + 1) * size), done: 0 })).filter((s) => s.end > s.start);
-    const meta: PartMeta = {
-      url: redactUrl(url),
-      ...(res.headers.etag ? { etag: res.headers.etag } : {}),
-      ...(res.headers['last-modified'] ? { lastModified: res.headers['last-modified'] } : {}),
-      fileSize: total,
-      segments,
-    };
-    o.guard?.();
-    await removePart(o.abs);
-    const handle = await fsp.open(partPath(o.abs), 'w');
-    try {
-      await handle.truncate(total); // sparse: positional writes fill it in
-    } finally {
-      await handle.close();
-    }
-    await writeMeta(o.abs, meta);
-    return meta;
-  } catch (err) {
-    if (o.signal.aborted) throw o.signal.reason ?? err;
-    throw await classifyFailure(local.signal.aborted ? local.signal.reason : err, o.abs, url);
-  } finally {
-    local.dispose();
   }
 }
