@@ -12,6 +12,7 @@
  * first to see the empty file), and the one before it in 5 of 8 runs beside two busy CPU loops
  * (0 of 8 with the wait).
  */
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -115,7 +116,9 @@ describe('edits by another process', () => {
       '../../escape.bin': good({ id: 'escape' }),
       'loras/live.bin': { ...srv.store.get('loras/live.bin'), status: 'completed', progress: 100 },
     };
-    await fs.writeFile(srv.statusFile, JSON.stringify(edited));
+    // Written at once, as another process writes it: an async write here would wait in our thread
+    // pool behind the download's own disk work, its truncation and its bytes apart for as long.
+    fsSync.writeFileSync(srv.statusFile, JSON.stringify(edited));
     await waitFor(() => srv.store.getById('added'), 'the edit to be applied', 3000);
     expect(srv.store.get('loras/ok.bin')!.error).toEqual({ code: 'NOTE', message: 'edited by hand' });
     expect(srv.store.all().map((e) => e.dest).sort()).toEqual(['loras/live.bin', 'loras/ok.bin', 'vae/added.bin']);
@@ -137,7 +140,8 @@ describe('edits by another process', () => {
     const handle = await fs.open(srv.statusFile, 'w');
     try {
       await waitFor(() => srv.log.lines.some((l) => l.includes('ignored an edit') && l.includes('it is empty')), 'the store to see the file empty');
-      await handle.writeFile(JSON.stringify(edited));
+      // At once, as another process would (see above): not queued in our thread pool for longer than the writer waits.
+      fsSync.writeSync(handle.fd, JSON.stringify(edited));
     } finally {
       await handle.close();
     }
@@ -166,7 +170,7 @@ describe('edits by another process', () => {
     // Then one real edit: it is seen (so the watcher was working all along), and it is the only one.
     const data = JSON.parse(await fs.readFile(srv.statusFile, 'utf8')) as Record<string, unknown>;
     data['vae/theirs.bin'] = good({ id: 'theirs' });
-    await fs.writeFile(srv.statusFile, JSON.stringify(data));
+    fsSync.writeFileSync(srv.statusFile, JSON.stringify(data));
     await waitFor(() => srv.store.getById('theirs'), 'the edit to be applied');
     expect(srv.log.lines.filter((l) => l.includes('edited by another process'))).toHaveLength(1);
   });
