@@ -193,6 +193,32 @@ test('a partial download whose entry was lost (status file gone) comes back as p
   expect(Number(/bytes=(\d+)-/.exec(resumed.range ?? '')?.[1])).toBe(adopted.downloaded);
 });
 
+test('at start-up the temp file of a map write a kill cut short is removed; one being written now and other files stay', async () => {
+  const first = await start();
+  const dir = first.dir;
+  await first.stop({ keepDir: true });
+  servers.splice(servers.indexOf(first), 1);
+  cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+  const loras = path.join(dir, 'models', 'loras');
+  await fs.mkdir(loras, { recursive: true });
+  const cut = path.join(loras, 'style.safetensors.part.json.0a1b2c3d4e5f');
+  await fs.writeFile(cut, '{"url":"http://x/style.safetensors"');
+  const past = new Date(Date.now() - 3_600_000); // left by a server that ran before this one
+  await fs.utimes(cut, past, past);
+  const current = path.join(loras, 'live.safetensors.part.json.ffeeddccbbaa'); // this process's own write under way
+  await fs.writeFile(current, '{}');
+  const theirs = path.join(loras, 'notes.part.json.backup');
+  await fs.writeFile(theirs, 'a user file');
+  await fs.utimes(theirs, past, past);
+
+  const second = await start({}, dir);
+  await expect(fs.access(cut)).rejects.toMatchObject({ code: 'ENOENT' });
+  expect(await fs.readFile(current, 'utf8')).toBe('{}');
+  expect(await fs.readFile(theirs, 'utf8')).toBe('a user file');
+  expect(second.log.lines.some((l) => l.includes('removed loras/style.safetensors.part.json.0a1b2c3d4e5f, the temp file of a segment map write cut short'))).toBe(true);
+  expect(second.store.all()).toEqual([]);
+});
+
 test('clearing a failed download removes its .part; clearing a completed one keeps the file', async () => {
   const srv = await start();
   const f = files.addFile('/fails.bin', { size: 1_000_000 });

@@ -4,6 +4,12 @@
  * resume or cancel) rather than left unseen, gigabytes on disk. Only pairs the service wrote are
  * adopted (see below): a downloaded file that looks like a map must never become a phantom entry
  * whose cancel deletes it.
+ *
+ * The same walk removes the temp files of map writes a kill cut short (`<file>.part.json.<12 hex>`,
+ * atomic-file.ts: written, synced, then renamed over the map; a kill before the rename leaves one
+ * beside the model for good): those written before this process began, and in fleet mode, where
+ * another server may be writing one this moment, only those untouched for a minute (a map write
+ * takes milliseconds).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,8 +19,14 @@ import type { StatusStore } from '../store/status-store';
 import { resolveDest } from '../disk/paths';
 import { bytesOnDisk, metaPath, partPath, readMeta } from '../disk/part-file';
 
+/** The name of a map write's temp file (atomic-file.ts: the map's name, a dot, 6 random bytes in hex). */
+const MAP_TEMP = /\.part\.json\.[0-9a-f]{12}$/;
+/** Fleet mode: a map temp older than this is no other server's write under way. */
+const FLEET_TEMP_AGE_MS = 60_000;
+
 export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; log: Logger; claim?: (dest: string) => Promise<boolean> }): Promise<void> {
   const found: string[] = [];
+  const temps: string[] = [];
   const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
     let items: fs.Dirent[];
     try {
@@ -25,9 +37,21 @@ export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; l
     for (const item of items) {
       if (item.isDirectory() && depth < 4 && !item.name.startsWith('.')) await walk(path.join(dir, item.name), `${rel}${item.name}/`, depth + 1);
       else if (item.isFile() && item.name.endsWith('.part.json') && rel !== '') found.push(rel + item.name.slice(0, -'.part.json'.length));
+      else if (item.isFile() && MAP_TEMP.test(item.name) && rel !== '') temps.push(rel + item.name);
     }
   };
   await walk(o.modelsDir, '', 0);
+  for (const rel of temps) {
+    const file = path.join(o.modelsDir, rel);
+    const st = await fs.promises.lstat(file).catch(() => undefined);
+    // Written before this process began (a write of ours may run already: the API is open), or in fleet mode a minute ago.
+    const before = o.claim ? Date.now() - FLEET_TEMP_AGE_MS : performance.timeOrigin;
+    if (!st?.isFile() || st.mtimeMs >= before) continue;
+    await fs.promises.unlink(file).then(
+      () => o.log.info(`removed ${rel}, the temp file of a segment map write cut short (the server was stopped during it)`),
+      (err: Error) => o.log.warn(`could not remove ${rel}, the temp file of a cut-short map write: ${err.message}`),
+    );
+  }
   for (const dest of found) {
     if (o.store.get(dest)) continue;
     const slash = dest.lastIndexOf('/');
