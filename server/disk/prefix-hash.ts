@@ -214,8 +214,9 @@ export class PrefixHash {
   ended(size: number): void {
     const s = this.session;
     if (!s) return;
-    s.advance(size);
+    // Read before the worker is told: woken, it may hash the tail before this thread reads on.
     s.hashedAtEnd ??= s.hashed;
+    s.advance(size);
   }
 
   /** Whether `digest(size)` can answer: a live worker following this file, told that all `size` bytes are written. */
