@@ -9,6 +9,15 @@ import type { Entry } from '../server/protocol/wire.js';
 /** What a look at the server over HTTP found: its entries, or why there are none. */
 export type ProbeResult = { ok: true; downloads: Entry[] } | { ok: false; unauthorized?: boolean };
 
+/** The probe's answer; a probe that threw found nothing. */
+export async function probeOnce(probe: () => Promise<ProbeResult>): Promise<ProbeResult> {
+  try {
+    return await probe();
+  } catch {
+    return { ok: false };
+  }
+}
+
 /** What the client does with the polls' answers. */
 export interface PollHandlers {
   /** Every entry, as read by the probe that started polling, then by each poll that was answered. */
@@ -64,12 +73,7 @@ export class StatusPoller {
   private async poll(): Promise<void> {
     if (!this.active || !this.probe) return;
     const generation = this.generation;
-    let result: ProbeResult;
-    try {
-      result = await this.probe();
-    } catch {
-      result = { ok: false };
-    }
+    const result = await probeOnce(this.probe);
     // A WebSocket that went live meanwhile has the fresher state. (The client's close() stops
     // polling too, so a closed client is covered by the same check.)
     if (!this.active || generation !== this.generation) return;

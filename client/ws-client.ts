@@ -14,7 +14,7 @@
  */
 import type { AckMessage, ClientCommand, Entry, ErrorInfo, ServerMessage } from '../server/protocol/wire.js';
 import { LiveDownloads, type DownloadsChange } from './live-downloads.js';
-import { StatusPoller, type ProbeResult } from './status-poller.js';
+import { probeOnce, StatusPoller, type ProbeResult } from './status-poller.js';
 
 export type { DownloadsChange } from './live-downloads.js';
 export type { ProbeResult } from './status-poller.js';
@@ -301,12 +301,7 @@ export class LiveClient extends Emitter<LiveClientEvents> {
     const delay = Math.round(base * (0.8 + Math.random() * 0.2)); // jitter: many tabs do not retry in step
 
     if (!wasLive && this.o.probe && !this.poller.polling) {
-      let result: ProbeResult;
-      try {
-        result = await this.o.probe();
-      } catch {
-        result = { ok: false };
-      }
+      const result = await probeOnce(this.o.probe);
       if (this.closed || generation !== this.generation) return; // superseded meanwhile
       if (result.ok) {
         this.poller.start(result.downloads);

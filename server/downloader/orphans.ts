@@ -41,11 +41,11 @@ export async function adoptOrphans(o: { store: StatusStore; modelsDir: string; l
     }
   };
   await walk(o.modelsDir, '', 0);
+  // Written before this process began (a write of ours may run already: the API is open), or in fleet mode a minute ago.
+  const before = o.claim ? Date.now() - FLEET_TEMP_AGE_MS : performance.timeOrigin;
   for (const rel of temps) {
     const file = path.join(o.modelsDir, rel);
     const st = await fs.promises.lstat(file).catch(() => undefined);
-    // Written before this process began (a write of ours may run already: the API is open), or in fleet mode a minute ago.
-    const before = o.claim ? Date.now() - FLEET_TEMP_AGE_MS : performance.timeOrigin;
     if (!st?.isFile() || st.mtimeMs >= before) continue;
     await fs.promises.unlink(file).then(
       () => o.log.info(`removed ${rel}, the temp file of a segment map write cut short (the server was stopped during it)`),
